@@ -1,0 +1,69 @@
+# vlrepro: one Makefile for set-up, data, runs, tests and benchmarks. `make help` lists every target.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(CURDIR)/$(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+SUBPROJECTS := difnet dmn gin clip4idc spatial_captioning
+ARGS ?=
+# Scripts run from any folder import the repository's `toydata` (and `shared_eval`, also installed editable).
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+# One thread per process for tests and toy runs: two threads on two shared cores thrash.
+THREADS_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
+
+.PHONY: help setup test demo bench bench-eval clean $(foreach p,$(SUBPROJECTS),$(p)-data $(p)-toy $(p)-train $(p)-test)
+
+help: ## list every target
+	@echo "vlrepro targets:"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-28s %s\n", $$1, $$2}'
+	@for p in $(SUBPROJECTS); do \
+	  printf '  %-28s %s\n' "$$p-data" "download the real $$p data and released weights into data/$$p/"; \
+	  printf '  %-28s %s\n' "$$p-toy" "write the embedded toy dataset into data/toy/$$p/"; \
+	  printf '  %-28s %s\n' "$$p-train" "train $$p with the original README's command (real data if present, else toy; ARGS=... adds flags)"; \
+	  printf '  %-28s %s\n' "$$p-test" "evaluate $$p with the original README's command (real data if present, else toy; ARGS=...)"; \
+	done
+
+$(STAMP): requirements.txt shared_eval/pyproject.toml
+	@command -v java >/dev/null || echo "WARNING: java not found: METEOR and the PTB tokenizer oracle need it. Install it with: apt-get install -y default-jre-headless"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel setuptools==80.9.0
+	$(PY) -m pip install -q -r requirements.txt
+	# visdom 0.2.4 ships only as an sdist whose setup needs pkg_resources (setuptools, installed above).
+	$(PY) -m pip install -q --no-build-isolation visdom==0.2.4
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e shared_eval
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv (Python 3.11) with every dependency; re-runs only when requirements.txt changes
+
+test: setup ## run every test suite (one process per subproject) and print "N passed, N failed"
+	@$(THREADS_ENV) $(PY) tools/run_tests.py
+
+demo: setup ## toy data -> brief training -> evaluation for every subproject; prints one before/after table
+	@rm -rf runs/demo && mkdir -p runs/demo
+	@for p in $(SUBPROJECTS); do \
+	  if [ -f $$p/Makefile ]; then \
+	    $(THREADS_ENV) $(MAKE) --no-print-directory -C $$p demo PY=$(PY) ROOT=$(CURDIR) OUT=$(CURDIR)/runs/demo/$$p \
+	      || echo "demo: $$p failed (see output above)"; \
+	  fi; \
+	done
+	@$(PY) tools/demo_table.py runs/demo
+
+bench-eval: setup ## shared_eval speed against pycocoevalcap (same input, same numbers)
+	@$(PY) -m shared_eval.bench
+
+bench: bench-eval ## every benchmark: shared_eval, then each subproject's speed figures
+	@for p in $(SUBPROJECTS); do \
+	  if [ -f $$p/Makefile ]; then $(MAKE) --no-print-directory -C $$p bench PY=$(PY) ROOT=$(CURDIR) ARGS="$(ARGS)"; fi; \
+	done
+
+clean: ## remove the virtual environment, toy data and run outputs (keeps downloaded real data)
+	rm -rf $(VENV) data/toy runs
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# P-data / P-toy / P-train / P-test delegate to the subproject's own Makefile.
+define SUBPROJECT_RULES
+$(1)-data $(1)-toy $(1)-train $(1)-test: setup
+	@if [ ! -f $(1)/Makefile ]; then echo "$(1) is not implemented yet"; exit 2; fi
+	@$(MAKE) --no-print-directory -C $(1) $$(patsubst $(1)-%,%,$$@) PY=$(PY) ROOT=$(CURDIR) ARGS="$(ARGS)"
+endef
+$(foreach p,$(SUBPROJECTS),$(eval $(call SUBPROJECT_RULES,$(p))))

@@ -1,0 +1,1 @@
+"""Caption metrics and IoU scoring shared by the vlrepro subprojects."""

@@ -1,0 +1,82 @@
+"""Run every test suite in its own pytest process and print one closing line `N passed, N failed`.
+
+The five subprojects each have a top-level `models/` (or similar) package, so they cannot share an interpreter.
+Suites run two at a time (one torch thread each) on the two cores this project targets.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITES = ["shared_eval", "difnet", "dmn", "gin", "clip4idc", "spatial_captioning", "toydata"]
+
+
+@dataclass
+class SuiteResult:
+    name: str
+    returncode: int
+    passed: int
+    failed: int
+    skipped: int
+    seconds: float
+    output: str
+
+
+def junit_counts(xml_path: Path) -> tuple[int, int, int]:
+    """(passed, failed, skipped) from pytest's junit xml; errors count as failures."""
+    if not xml_path.exists():
+        return 0, 0, 0
+    root = ET.parse(xml_path).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    total = failed = skipped = 0
+    for s in suites:
+        total += int(s.get("tests", 0))
+        failed += int(s.get("failures", 0)) + int(s.get("errors", 0))
+        skipped += int(s.get("skipped", 0))
+    return total - failed - skipped, failed, skipped
+
+
+def run_suite(name: str, extra_args: list[str]) -> SuiteResult:
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        xml_path = Path(tmp) / "junit.xml"
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml_path}", "tests", *extra_args]
+        proc = subprocess.run(cmd, cwd=ROOT / name, capture_output=True, text=True, env=os.environ.copy())
+        passed, failed, skipped = junit_counts(xml_path)
+    # pytest exit 5 means no test was collected: a suite that exists but runs nothing is a failure.
+    if proc.returncode != 0 and failed == 0:
+        failed = 1
+    return SuiteResult(name, proc.returncode, passed, failed, skipped, time.monotonic() - start, proc.stdout + proc.stderr)
+
+
+def main() -> int:
+    extra_args = sys.argv[1:]
+    suites = [s for s in SUITES if (ROOT / s / "tests").is_dir()]
+    jobs = int(os.environ.get("TEST_JOBS", "2"))
+    print(f"running {len(suites)} suites, {jobs} at a time: {' '.join(suites)}", flush=True)
+    results: list[SuiteResult] = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for result in pool.map(lambda s: run_suite(s, extra_args), suites):
+            print(f"\n===== {result.name} (exit {result.returncode}, {result.seconds:.0f} s) =====", flush=True)
+            print(result.output.rstrip(), flush=True)
+            results.append(result)
+    print("\n===== summary =====")
+    for r in results:
+        print(f"{r.name:20s} {r.passed:4d} passed {r.failed:3d} failed {r.skipped:3d} skipped {r.seconds:6.0f} s")
+    passed = sum(r.passed for r in results)
+    failed = sum(r.failed for r in results)
+    skipped = sum(r.skipped for r in results)
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed or not results else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
