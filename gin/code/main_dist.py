@@ -153,6 +153,7 @@ class Run:
         self.num_it = self.num_epoch = 0
         self.best_met = 0.0
         self.checkpoint: dict[str, Any] | None = None
+        self.history: list[dict[str, float]] = []  # per epoch: epoch, val Acc, train loss
         write_txt_log(self.paths, json.dumps(cfg) + "\n\n" + "  ".join(self.log_keys))
 
     def resume(self) -> None:
@@ -195,8 +196,9 @@ class Run:
                             scheduler_state_dict=sched.state_dict(), num_it=self.num_it, num_epoch=self.num_epoch,
                             cfgtxt=json.dumps(self.cfg), best_met=self.best_met)
 
-    def fit(self) -> dict[str, float]:
-        """``epochs`` more epochs; the best-val-Acc model is saved with its validation predictions."""
+    def fit(self, deadline: float | None = None) -> dict[str, float]:
+        """``epochs`` more epochs (fewer when ``time.monotonic()`` passes ``deadline`` after an epoch); the
+        best-val-Acc model is saved with its validation predictions."""
         from torch.utils.tensorboard import SummaryWriter
 
         opt, sched = self.make_optimizer()
@@ -230,6 +232,9 @@ class Run:
                 for k, v in zip(self.log_keys[1:], row[1:]):
                     writer.add_scalar(k, v, self.num_epoch)
                 writer.add_scalar("lr", opt.param_groups[0]["lr"], self.num_epoch)
+            self.history.append({"epoch": self.num_epoch, "val_Acc": val_met["Acc"], "trn_loss": trn_loss["loss"]})
+            if deadline is not None and time.monotonic() > deadline:
+                break
         write_txt_log(self.paths, f"epochs done {self.num_epoch}. Total time taken {time.time() - start: 0.4f}\n")
         if writer is not None:
             writer.close()
