@@ -3,7 +3,7 @@
 Each image holds two pairs of identical objects (same shape and colour within a pair, pairs differ). An expression
 names one object as "<position> <colour> <shape>" (or "<colour> <shape> on the <position>"), e.g. "left red circle":
 the colour/shape word picks the pair and the position (left/right/top/bottom, along the pair's dominant axis) picks the
-member. All four objects play symmetric roles, so without the expression a model can do no better than picking one
+member; twins lie at least 30% of the image apart along that axis. All four objects play symmetric roles, so without the expression a model can do no better than picking one
 of the four at random (0.25).
 
 Format (as the original's data/prepare_referit.py + flatten_train.py write it): columns ``img_id,bbox,query``;
@@ -36,13 +36,25 @@ def sample_pairs(rng: np.random.Generator, width: int, height: int) -> Scene | N
             kinds.append(kind)
     objects: list[SceneObject] = []
     for shape, colour in kinds:
-        for _ in range(2):
-            obj = sample_object(rng, width, height, objects, shape=shape, colour=colour)
-            if obj is None:
-                return None
-            objects.append(obj)
+        first = sample_object(rng, width, height, objects, shape=shape, colour=colour)
+        if first is None:
+            return None
+        objects.append(first)
+        for _ in range(100):
+            twin = sample_object(rng, width, height, objects, shape=shape, colour=colour)
+            if twin is not None and well_separated(first, twin, width, height):
+                objects.append(twin)
+                break
+        else:
+            return None
     background = ("grass", "water", "sand", "snow")[rng.integers(4)]
     return Scene(width, height, background, tuple(objects), int(rng.integers(2**31)))
+
+
+def well_separated(a: SceneObject, b: SceneObject, width: int, height: int) -> bool:
+    """The twins lie at least 30% of the image apart along their dominant axis, so the position word is clear."""
+    dx, dy = abs(a.cx - b.cx), abs(a.cy - b.cy)
+    return dx >= 0.3 * width if dx >= dy else dy >= 0.3 * height
 
 
 def expression(target: SceneObject, twin: SceneObject, rng: np.random.Generator) -> list[str]:

@@ -17,7 +17,7 @@ RATIOS, SCALES = anchor_ratios_scales(load_config())
 
 
 def test_anchor_layout_level_row_column_anchor_in_yx():
-    anchors = create_anchors([(2, 3), (1, 1)], RATIOS, SCALES)
+    anchors = create_anchors([(2, 3), (1, 1)], RATIOS, SCALES).float()
     assert anchors.shape == (9 * (6 + 1), 4)
     centres = ((anchors[:, :2] + anchors[:, 2:]) / 2).view(-1, 9, 2)
     # level 0 has 2 rows x 3 columns: y from -1/2 to 1/2, x from -2/3 to 2/3; row-major, 9 anchors per cell.
@@ -34,7 +34,7 @@ def test_anchor_layout_level_row_column_anchor_in_yx():
 
 def test_encode_decode_round_trip():
     anchors = create_anchors([(4, 4)], RATIOS, SCALES)
-    boxes = torch.tensor([[-0.5, -0.2, 0.3, 0.6], [0.1, -0.9, 0.8, -0.1]])
+    boxes = torch.tensor([[-0.5, -0.2, 0.3, 0.6], [0.1, -0.9, 0.8, -0.1]], dtype=torch.float64)
     deltas = encode(anchors, boxes)
     assert deltas.shape == (2, len(anchors), 4)
     for i in range(2):
@@ -55,7 +55,7 @@ def test_matching_iou_above_threshold_plus_best_anchor():
 def test_focal_weights_alpha_on_negatives_and_box_loss_on_positives():
     anchors = create_anchors([(1, 1)], RATIOS, SCALES)
     loss_fn = ZSGLoss(RATIOS, SCALES, use_att_loss=False)
-    gt = anchors[4:5].clone()  # exactly anchor 4
+    gt = anchors[4:5].float()  # exactly anchor 4
     scores = torch.linspace(-2, 2, 9).view(1, 9, 1)
     deltas = torch.full((1, 9, 4), 0.1)
     out = {"att_out": scores, "bbx_out": deltas, "feat_sizes": torch.tensor([[1, 1]]), "num_f_out": torch.tensor([1])}
@@ -66,7 +66,7 @@ def test_focal_weights_alpha_on_negatives_and_box_loss_on_positives():
     w = torch.where(t > 0, 0.75 * (1 - p) ** 2, 0.25 * p ** 2)
     expected_cls = (w * F.binary_cross_entropy_with_logits(scores.view(-1), t, reduction="none")).sum() / t.sum()
     assert torch.allclose(got["cls_ls"], expected_cls)
-    target = encode(anchors, gt)[0]
+    target = encode(anchors, gt.double())[0]
     per_anchor = F.smooth_l1_loss(deltas[0], target, reduction="none").sum(1)
     assert torch.allclose(got["box_ls"], (per_anchor * t).sum() / t.sum())
     assert torch.allclose(got["loss"], got["box_ls"] + got["cls_ls"])
@@ -78,13 +78,13 @@ def test_evaluator_decodes_best_scoring_anchor_without_nms():
     scores[0, 20] = 3.0
     deltas = torch.zeros(1, 36, 4)
     out = {"att_out": scores, "bbx_out": deltas, "feat_sizes": torch.tensor([[2, 2]]), "num_f_out": torch.tensor([1])}
-    gt = anchors[20:21].clone()
+    gt = anchors[20:21].float()
     batch = {"annot": gt, "idxs": torch.tensor([7.0]), "img_size": torch.tensor([[100.0, 200.0]])}
     res = Evaluator(RATIOS, SCALES)(out, batch)
     assert res["Acc"].item() == 1.0
     y1, x1, y2, x2 = gt[0].tolist()
     expected = [(x1 + 1) / 2 * 200, (y1 + 1) / 2 * 100, (x2 + 1) / 2 * 200, (y2 + 1) / 2 * 100]
-    assert torch.allclose(res["pred_boxes"][0], torch.tensor(expected), atol=1e-4)
+    assert torch.allclose(res["pred_boxes"][0], torch.tensor(expected, dtype=torch.float64), atol=1e-4)
     assert torch.allclose(res["pred_scores"], torch.sigmoid(torch.tensor([3.0])))
     assert torch.allclose(to_pixels(torch.tensor([[-1.0, -1.0, 1.0, 1.0]]), torch.tensor([[100.0, 200.0]])),
                           torch.tensor([[0.0, 0.0, 200.0, 100.0]]))

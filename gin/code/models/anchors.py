@@ -37,14 +37,15 @@ def anchor_shapes(ratios: Sequence[float], scales: Sequence[float]) -> torch.Ten
 
 
 def create_anchors(sizes: Sequence[tuple[int, int]], ratios: Sequence[float], scales: Sequence[float]) -> torch.Tensor:
-    """N x 4 tlbr anchors ordered (level, row, column, anchor), not clipped; N = A * sum(h * w)."""
+    """N x 4 float64 tlbr anchors ordered (level, row, column, anchor), not clipped; N = A * sum(h * w)."""
     shapes = anchor_shapes(ratios, scales)
     out = []
     for h, w in sizes:
         centres = create_grid(h, w).view(-1, 1, 2).double().expand(-1, len(shapes), 2)
         hw = (shapes * torch.tensor([2 / h, 2 / w], dtype=torch.float64)).unsqueeze(0).expand_as(centres)
         out.append(torch.cat([centres, hw], dim=-1).reshape(-1, 4))
-    return cthw2tlbr(torch.cat(out)).float()
+    # float64 like the original under current PyTorch (its numpy-derived anchor sizes promote to double).
+    return cthw2tlbr(torch.cat(out))
 
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
