@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import logging
 
 import torch
@@ -46,7 +47,7 @@ def train_one_epoch(model: nn.Module, loss_fn: nn.Module, eval_fn: nn.Module, lo
                     max_batches: int = -1) -> tuple[dict[str, float], dict[str, float]]:
     model.train()
     losses, metrics = SmoothedDict(), SmoothedDict()
-    bar = tqdm(loader, desc="train", leave=False, disable=not is_main_process(), dynamic_ncols=True)
+    bar = tqdm(loader, desc="train", leave=False, disable=not (is_main_process() and sys.stderr.isatty()), dynamic_ncols=True)
     for step, batch in enumerate(bar):
         if 0 < max_batches <= step:
             break
@@ -74,7 +75,7 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, eval_fn: nn.Module, loader: D
     sums: dict[str, torch.Tensor] = {}
     count = torch.zeros((), device=device)
     predictions: list[dict] = []
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not is_main_process(), dynamic_ncols=True):
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not (is_main_process() and sys.stderr.isatty()), dynamic_ncols=True):
         batch = to_device(batch, device)
         with autocast(device, amp):
             out = model(batch)

@@ -203,7 +203,7 @@ class Run:
 
         opt, sched = self.make_optimizer()
         writer = SummaryWriter(str(self.paths.tb_dir)) if is_main_process() else None
-        start, val_met = time.time(), {}
+        start, cpu_start, val_met = time.time(), time.process_time(), {}
         for _ in range(self.cfg["epochs"]):
             self.num_epoch += 1
             if hasattr(self.train_dl.sampler, "set_epoch"):
@@ -227,12 +227,14 @@ class Run:
             for k in self.eval_fn.met_keys:
                 row += [trn_met[k], val_met[k]]
             write_txt_log(self.paths, format_row(self.log_keys, row))
-            LOG.info("epoch %d: %s", self.num_epoch, "  ".join(f"{k} {v:.4f}" for k, v in zip(self.log_keys[1:], row[1:])))
+            LOG.info("epoch %d (%.0f s, %.0f CPU s): %s", self.num_epoch, time.time() - start,
+                     time.process_time() - cpu_start, "  ".join(f"{k} {v:.4f}" for k, v in zip(self.log_keys[1:], row[1:])))
             if writer is not None:
                 for k, v in zip(self.log_keys[1:], row[1:]):
                     writer.add_scalar(k, v, self.num_epoch)
                 writer.add_scalar("lr", opt.param_groups[0]["lr"], self.num_epoch)
-            self.history.append({"epoch": self.num_epoch, "val_Acc": val_met["Acc"], "trn_loss": trn_loss["loss"]})
+            self.history.append({"epoch": self.num_epoch, "val_Acc": val_met["Acc"], "trn_loss": trn_loss["loss"],
+                                 "cpu_seconds": time.process_time() - cpu_start})
             if deadline is not None and time.monotonic() > deadline:
                 break
         write_txt_log(self.paths, f"epochs done {self.num_epoch}. Total time taken {time.time() - start: 0.4f}\n")
