@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import torch
+from shared_eval.boxes import paired_box_iou
 
 from config import decode_value, parse_argv
 from errors import DataError, GinError
-from models.anchors import paired_iou
 from util.checkpoint import atomic_write_bytes
 
 
@@ -65,9 +64,9 @@ def evaluate(pred_file: str | Path, gt_file: str | Path, acc_iou_thresh: float =
     ids = sorted(seen)
     if ids[-1] >= len(gt_boxes) or ids[0] < 0:
         raise DataError(f"prediction id {ids[-1]} is outside {gt_file} ({len(gt_boxes)} rows): wrong split?")
-    pred = torch.tensor([seen[i] for i in ids], dtype=torch.float32)
-    gt = torch.tensor([gt_boxes[i] for i in ids], dtype=torch.float32)
-    correct = int((paired_iou(pred, gt) > acc_iou_thresh).sum())
+    # shared_eval's ZSGNet IoU: float32, no +1 pixel, union + 1e-8; the original's strict '>' test.
+    iou = paired_box_iou([seen[i] for i in ids], [gt_boxes[i] for i in ids])
+    correct = int((iou > acc_iou_thresh).sum())
     return correct / len(ids), correct, len(ids)
 
 

@@ -142,3 +142,13 @@ def test_box_iou_matches_numpy_on_random_boxes():
             inter = ih * iw
             union = (a[i, 2] - a[i, 0]) * (a[i, 3] - a[i, 1]) + (b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1]) - inter
             assert abs(got[i, j] - inter / (union + 1e-8)) < 1e-9
+
+
+def test_eval_script_agrees_with_shared_eval_reference(tmp_path):
+    from shared_eval.boxes import evaluate_prediction_file
+
+    rng = np.random.default_rng(1)
+    gt_boxes = [[float(x), float(y), float(x + w), float(y + h)] for x, y, w, h in rng.uniform(1, 60, (50, 4))]
+    preds = [{"id": int(i), "pred_boxes": [v + float(rng.normal(0, 4)) for v in gt_boxes[i]]} for i in rng.integers(0, 50, 80)]
+    pf, gt = write_case(tmp_path, preds, gt_boxes)
+    assert eval_script.evaluate(pf, gt) == evaluate_prediction_file(pf, gt)
