@@ -116,6 +116,8 @@ class Run:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("--device=cuda but no CUDA device is visible; use --device=cpu or auto")
         self.rank, self.world_size = init_distributed(self.device)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())  # this process's GPU (LOCAL_RANK)
         if cfg["seed"] >= 0:
             random.seed(cfg["seed"] + self.rank)
             np.random.seed(cfg["seed"] + self.rank)
@@ -141,7 +143,7 @@ class Run:
         self.net = model
         if self.world_size > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index or 0] if self.device.type == "cuda" else None,
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
         self.loss_fn = ZSGLoss(ratios, scales, alpha=cfg["alpha"], gamma=cfg["gamma"], use_focal=cfg["use_focal"],
                                use_softmax=cfg["use_softmax"], use_multi=cfg["use_multi"],
@@ -196,9 +198,9 @@ class Run:
                             scheduler_state_dict=sched.state_dict(), num_it=self.num_it, num_epoch=self.num_epoch,
                             cfgtxt=json.dumps(self.cfg), best_met=self.best_met)
 
-    def fit(self, deadline: float | None = None) -> dict[str, float]:
-        """``epochs`` more epochs (fewer when ``time.monotonic()`` passes ``deadline`` after an epoch); the
-        best-val-Acc model is saved with its validation predictions."""
+    def fit(self, deadline: float | None = None, cpu_budget: float | None = None) -> dict[str, float]:
+        """``epochs`` more epochs (fewer when, after an epoch, ``time.monotonic()`` passed ``deadline`` or the
+        process used ``cpu_budget`` CPU seconds in this call); the best-val-Acc model is saved with its val predictions."""
         from torch.utils.tensorboard import SummaryWriter
 
         opt, sched = self.make_optimizer()
@@ -235,7 +237,8 @@ class Run:
                 writer.add_scalar("lr", opt.param_groups[0]["lr"], self.num_epoch)
             self.history.append({"epoch": self.num_epoch, "val_Acc": val_met["Acc"], "trn_loss": trn_loss["loss"],
                                  "cpu_seconds": time.process_time() - cpu_start})
-            if deadline is not None and time.monotonic() > deadline:
+            if (deadline is not None and time.monotonic() > deadline) or \
+                    (cpu_budget is not None and time.process_time() - cpu_start > cpu_budget):
                 break
         write_txt_log(self.paths, f"epochs done {self.num_epoch}. Total time taken {time.time() - start: 0.4f}\n")
         if writer is not None:
