@@ -120,3 +120,16 @@ def test_module_prefixed_checkpoint_loads_strictly(tmp_path):
 def test_cfg_yaml_is_the_gin_default():
     cfg = yaml.safe_load((GIN_DIR / "configs" / "cfg.yaml").read_text())
     assert cfg["arch"] == "gin" and cfg["resize_img"] == [320, 320] and cfg["use_att_loss"] is True
+
+
+def test_torchvision_imagenet_file_loads_into_the_encoder(tmp_path):
+    import torchvision
+
+    from models.resnet import ResNet, load_imagenet_weights
+
+    reference = torchvision.models.resnet50()
+    torch.save(reference.state_dict(), tmp_path / "resnet50-19c8e357.pth")
+    encoder = ResNet()
+    assert load_imagenet_weights(encoder, tmp_path / "resnet50-19c8e357.pth")
+    assert all(torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), reference.state_dict().values()))
+    assert not load_imagenet_weights(ResNet(), tmp_path / "absent.pth")

@@ -4,11 +4,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import logging
+
 from .backbone import RetinaBackBone
 from .resnet import ResNet, load_imagenet_weights
 from .zsgnet import ZSGNet
 
 ORIGINAL_BACKBONE = {"backbone_width": 64, "backbone_layers": [3, 4, 6, 3]}
+LOG = logging.getLogger(__name__)
 
 
 def uses_four_levels(cfg: Mapping[str, Any]) -> bool:
@@ -21,7 +24,11 @@ def build_model(cfg: Mapping[str, Any], n_anchors: int, load_pretrained: bool = 
     encoder = ResNet(cfg["backbone_width"], tuple(cfg["backbone_layers"]))
     is_original = all(cfg[k] == v for k, v in ORIGINAL_BACKBONE.items())
     if load_pretrained and is_original:
-        load_imagenet_weights(encoder, cfg["pretrained_path"])
+        from config import resolve_path
+
+        load_imagenet_weights(encoder, resolve_path(cfg["pretrained_path"]))
+    elif load_pretrained:
+        LOG.info("narrow backbone (backbone_width/backbone_layers changed): ImageNet weights do not apply; random init")
     lang_dim = cfg["lstm_dim"] * (2 if cfg["use_bidirectional"] else 1)
     backbone = RetinaBackBone(
         encoder, gin=cfg["arch"] == "gin", lang_dim=lang_dim, fpn_dim=cfg["fpn_dim"], afs_hidden=cfg["afs_hidden"],
