@@ -3,8 +3,8 @@
 Each image holds two pairs of identical objects (same shape and colour within a pair, pairs differ). An expression
 names one object as "<position> <colour> <shape>" (or "<colour> <shape> on the <position>"), e.g. "left red circle":
 the colour/shape word picks the pair and the position (left/right/top/bottom, along the pair's dominant axis) picks the
-member; twins lie at least 30% of the image apart along that axis. All four objects play symmetric roles, so without the expression a model can do no better than picking one
-of the four at random (0.25).
+member; twins lie at least 30% of the image apart along that axis. All four objects play symmetric
+roles, so without the expression a model can do no better than picking one of the four at random (0.25).
 
 Format (as the original's data/prepare_referit.py + flatten_train.py write it): columns ``img_id,bbox,query``;
 ``img_id`` "<id>.jpg"; ``bbox`` "[x1, y1, x2, y2]" in pixels (continuous corners); ``query`` a list literal of phrases
