@@ -3,7 +3,7 @@
 Each image holds two pairs of identical objects (same shape and colour within a pair, pairs differ). An expression
 names one object as "<position> <colour> <shape>" (or "<colour> <shape> on the <position>"), e.g. "left red circle":
 the colour/shape word picks the pair and the position (left/right/top/bottom, along the pair's dominant axis) picks the
-member; twins lie at least 30% of the image apart along that axis. All four objects play symmetric
+member; twins lie on opposite sides of the image centre along that axis. All four objects play symmetric
 roles, so without the expression a model can do no better than picking one of the four at random (0.25).
 
 Format (as the original's data/prepare_referit.py + flatten_train.py write it): columns ``img_id,bbox,query``;
@@ -52,9 +52,13 @@ def sample_pairs(rng: np.random.Generator, width: int, height: int) -> Scene | N
 
 
 def well_separated(a: SceneObject, b: SceneObject, width: int, height: int) -> bool:
-    """The twins lie at least 30% of the image apart along their dominant axis, so the position word is clear."""
-    dx, dy = abs(a.cx - b.cx), abs(a.cy - b.cy)
-    return dx >= 0.3 * width if dx >= dy else dy >= 0.3 * height
+    """The twins lie on opposite sides of the image's centre line across their dominant axis, each at least 10% of
+    the image away from it, so "left"/"right" (or "top"/"bottom") is clear at a glance."""
+    if abs(a.cx - b.cx) >= abs(a.cy - b.cy):
+        da, db, size = a.cx - width / 2, b.cx - width / 2, width
+    else:
+        da, db, size = a.cy - height / 2, b.cy - height / 2, height
+    return da * db < 0 and min(abs(da), abs(db)) >= 0.1 * size
 
 
 def expression(target: SceneObject, twin: SceneObject, rng: np.random.Generator) -> list[str]:
