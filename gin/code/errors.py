@@ -15,3 +15,10 @@ class CheckpointError(GinError):
 
 class ConfigError(GinError):
     """A bad flag, key or value on the command line or in a config file."""
+
+
+def one_line(exc: GinError) -> str:
+    """The user-facing line of ``exc``; a DataLoader worker re-raises it with its traceback, whose last line is
+    ``errors.DataError: <message>``."""
+    last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return last.split(f"{type(exc).__name__}: ", 1)[-1]

@@ -18,7 +18,7 @@ import pandas as pd
 from shared_eval.boxes import paired_box_iou
 
 from config import decode_value, parse_argv
-from errors import DataError, GinError
+from errors import DataError, GinError, one_line
 from util.checkpoint import atomic_write_bytes
 
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> tuple[float, int, int]:
                                        float(decode_value(flags.get("acc_iou_thresh", "0.5"))),
                                        int(decode_value(flags.get("num_gpus", "0"))))
     except GinError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise SystemExit(f"error: {one_line(exc)}") from None
     print(f"accuracy {acc:.4f} ({correct}/{total})")
     return acc, correct, total
 

@@ -25,7 +25,7 @@ from config import (DEFAULT_CFG, ConfigError, anchor_ratios_scales, load_config,
                     resolve_path, validate, validate_extras)
 from data import get_dataloader, get_datasets, load_word_vectors
 from engine import evaluate, train_one_epoch
-from errors import CheckpointError, GinError
+from errors import CheckpointError, GinError, one_line
 from models import build_model
 from models.evaluator import Evaluator
 from models.loss import ZSGLoss
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg_file = overrides.pop("cfg_file", DEFAULT_CFG)
         main_dist(uid, overrides, cfg_file)
     except GinError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise SystemExit(f"error: {one_line(exc)}") from None
 
 
 if __name__ == "__main__":

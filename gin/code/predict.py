@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from config import DEFAULT_CFG, anchor_ratios_scales, load_config, merge_overrides, validate, validate_extras
 from data import load_word_vectors
 from data.loader import FILTERS
-from errors import ConfigError, DataError, GinError
+from errors import ConfigError, DataError, GinError, one_line
 from models import build_model
 from models.evaluator import Evaluator
 from util.checkpoint import load_checkpoint
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         validate_extras(cfg)
         box, score = predict(Path(positional[0]), positional[1], cfg)
     except GinError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise SystemExit(f"error: {one_line(exc)}") from None
     img = Image.open(positional[0]).convert("RGB")
     draw = ImageDraw.Draw(img)
     draw.rectangle(box, outline=(255, 0, 0), width=max(2, round(min(img.size) / 100)))

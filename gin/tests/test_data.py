@@ -107,3 +107,9 @@ def test_typed_merge_rules():
     assert cfg["lr"] == 1e-4  # the defaults are not modified
     with pytest.raises(Exception, match="bool"):
         merge_overrides(cfg, {"use_multi": "1"})
+
+
+def test_error_from_a_loader_worker_is_still_one_line(small_toy, tmp_path):
+    flags = toy_flags(small_toy, tmp_path / "out") + [f"--ds_info.toy.img_dir={tmp_path}", "--nw=1", "--epochs=1"]
+    message = run_main(["u", *flags])
+    assert message.startswith("error: image ") and "not found" in message
