@@ -68,7 +68,8 @@ def train_briefly(toy: Path, tmp: Path, seconds: float | None = None, blank: boo
     start, cpu_start = time.monotonic(), time.process_time()
     run.fit(deadline=None if seconds is None else start + seconds, cpu_budget=cpu_seconds)
     train_seconds, cpu_seconds = time.monotonic() - start, time.process_time() - cpu_start
-    load_checkpoint(run.paths.model_file, run.model)
+    if run.paths.model_file.is_file():  # the best-val-Acc epoch (none is saved while val Acc stays 0)
+        load_checkpoint(run.paths.model_file, run.model)
     after = test_accuracy(run, data / "csv_dir")
     return {"run": run, "before": before, "after": after, "train_seconds": train_seconds, "cpu_seconds": cpu_seconds}
 
