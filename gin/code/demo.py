@@ -28,6 +28,7 @@ TOY_OVERRIDES = {
     "ds_to_use": "toy", "word_vectors": "hash", "resize_img": "[128,128]", "backbone_width": "8",
     "backbone_layers": "[1,1,1,1]", "afs_hidden": "32", "afs_out": "32", "fpn_dim": "32", "head_dim": "32",
     "lstm_dim": "32", "lr": "1e-3", "sched_mode": "max", "nw": "0", "seed": "0", "epochs": "100",
+    "max_train_batches": "110",  # shorter epochs, so whole epochs fit the demo's time budget
 }
 
 
@@ -120,7 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="GIN toy demo")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--toy", type=Path, default=Path(__file__).resolve().parents[2] / "data" / "toy" / "gin")
-    parser.add_argument("--seconds", type=float, default=95.0, help="training wall-time budget (whole epochs)")
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="training wall-time budget: no new epoch starts after it (whole epochs)")
     parser.add_argument("--cpu_seconds", type=float, default=None, help="training CPU-time budget instead")
     parser.add_argument("--blank", action="store_true", help="train and test with the expressions blanked")
     args = parser.parse_args()
