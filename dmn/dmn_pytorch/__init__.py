@@ -1,0 +1,1 @@
+"""DMN (Dynamic Multimodal Network) for referring-expression segmentation, on current PyTorch."""

@@ -1,0 +1,35 @@
+"""torchrun set-up: one process per device, rank 0 evaluates, saves and plots."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed_mode() -> DistInfo:
+    """From torchrun's RANK/WORLD_SIZE/LOCAL_RANK: nccl on CUDA, gloo on CPU. A single process otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(info.local_rank)
+    torch_dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return info
