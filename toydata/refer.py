@@ -17,6 +17,7 @@ scene holds two objects of the same colour and shape ("left red circle") or as a
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import pickle
@@ -109,6 +110,15 @@ def object_mask(obj: SceneObject, height: int, width: int) -> np.ndarray:
     return cocomask.decode(rles).max(axis=2)
 
 
+def write_mat(path: Path, segimg_t: np.ndarray) -> None:
+    """A MATLAB 5 file holding ``segimg_t``, with a fixed header text (scipy stamps the creation time)."""
+    buffer = io.BytesIO()
+    sio.savemat(buffer, {"segimg_t": segimg_t}, do_compression=True)
+    data = buffer.getvalue()
+    header = b"MATLAB 5.0 MAT-file, written by toydata.refer".ljust(116, b" ")
+    path.write_bytes(header + data[116:])
+
+
 def write_coco(out: Path, rng: np.random.Generator, count: int, width: int, height: int) -> None:
     image_dir = out / "other" / "images" / "mscoco" / "images" / "train2014"
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +173,7 @@ def write_referit(out: Path, rng: np.random.Generator, count: int, width: int, h
         for obj_index, obj in enumerate(scene.objects, start=1):
             name = f"{image_id}_{obj_index}"
             segimg_t = (1 - object_mask(obj, height, width)).astype(np.uint8)  # object pixels are 0
-            sio.savemat(root / "mask" / f"{name}.mat", {"segimg_t": segimg_t}, do_compression=True)
+            write_mat(root / "mask" / f"{name}.mat", segimg_t)
             queries[split][name] = describe(obj, scene.objects, rng)
     queries["trainval"] = {**queries["train"], **queries["val"]}
     for split, table in queries.items():
