@@ -94,6 +94,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-vis", type=str, default=None, help="write image|GT|prediction PNGs of evaluation here")
     parser.add_argument("--resume", type=str, default=None,
                         help="full training state written every --backup-iters and each epoch; continues from it")
+    parser.add_argument("--max-batches-per-epoch", type=int, default=0,
+                        help="stop each epoch after this many batches (0: the whole split); for quick runs")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
     parser.add_argument("--per-pixel-msru", action="store_true",
                         help="fix: run the multimodal SRU over time for each pixel (paper) instead of the as-built "
@@ -120,8 +122,8 @@ class EpochSampler(Sampler[int]):
     """A seeded permutation per epoch (so a resumed run sees the same order), sharded across ranks, optionally
     skipping the batches already done."""
 
-    def __init__(self, size: int, seed: int, dist: DistInfo):
-        self.size, self.seed, self.dist = size, seed, dist
+    def __init__(self, size: int, seed: int, dist: DistInfo, limit: int = 0):
+        self.size, self.seed, self.dist, self.limit = size, seed, dist, limit
         self.epoch, self.skip = 1, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -129,7 +131,8 @@ class EpochSampler(Sampler[int]):
 
     def _indices(self) -> list[int]:
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch))
-        return order.tolist()[self.dist.rank :: self.dist.world_size]
+        indices = order.tolist()[self.dist.rank :: self.dist.world_size]
+        return indices[: self.limit] if self.limit > 0 else indices
 
     def __iter__(self):
         return iter(self._indices()[self.skip :])
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     train_set, val_set = build_datasets(args)
     pad_index = train_set.corpus.dictionary[PAD_TOKEN]
-    sampler = EpochSampler(len(train_set), args.seed, dist)
+    sampler = EpochSampler(len(train_set), args.seed, dist, args.max_batches_per_epoch * args.batch_size)
     collate = None if args.batch_size == 1 else partial(collate_padded, pad_index=pad_index)
     train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, collate_fn=collate,
                               num_workers=args.workers, pin_memory=args.pin_memory)
@@ -206,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[dist.local_rank] if use_cuda else None, find_unused_parameters=args.dmn_freeze)
 
-    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    # fused: one kernel for all parameters (same update as the original Adam, several times faster on CPU)
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, fused=True)
     scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=args.patience)
     if os.path.exists(args.optim_snapshot):
         optimizer.load_state_dict(torch.load(args.optim_snapshot, weights_only=True))
