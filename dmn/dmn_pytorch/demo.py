@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from shared_eval.masks import THRESHOLDS  # noqa: E402
+
 from .train import main as train_main  # noqa: E402
 
 # The Makefile's toy model (narrow widths, dpn_toy trunk, high-res head), trained for a fixed number of steps.
@@ -25,8 +27,6 @@ TOY_FLAGS = ["--dataset", "unc", "--val", "val", "--backend", "dpn_toy", "--vis-
 
 
 def plot_iou_curve(evaluation: dict, path: Path) -> None:
-    from .metrics import THRESHOLDS
-
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(THRESHOLDS, evaluation["cumulative_iou"], marker=".")
     ax.set_xlabel("threshold")

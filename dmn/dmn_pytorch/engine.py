@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .metrics import MaskScores
+from shared_eval.masks import MaskIoU, MaskIoUResult
+
 from .models.dmn import resize_kwargs
 from .utils.losses import bce_loss, iou_loss
 from .utils.visdom import VisdomPlots
@@ -120,24 +121,24 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, running_stats: bool = False,
              amp: bool = False, save_vis: Path | None = None, describe: Callable[[int], str] | None = None
-             ) -> MaskScores:
+             ) -> MaskIoUResult:
     """Cumulative IoU over the split at 39 thresholds, and precision@0.5..0.9.
 
     Original: evaluation runs with ``net.train()``: BatchNorm normalises each image with its own statistics (and
     updates the running ones); ``running_stats`` uses eval mode instead.
     """
     model.eval() if running_stats else model.train()
-    scores = MaskScores()
+    scores = MaskIoU(align_corners=True)  # the original's torch <= 0.3 upsampling aligned corners
     for index, batch in enumerate(tqdm(loader, desc="evaluate", dynamic_ncols=True, leave=False)):
         imgs, masks, words, lengths, _ = unpack_batch(batch, device)
         with autocast_context(device, amp):
             logits = model(imgs, words, lengths)
         # Sigmoid first, then bilinear upsampling to the ground-truth size, as the original.
-        prob = upsample_to(torch.sigmoid(logits.float()), masks.shape[-2:])
+        prob = scores.probabilities(logits[:, 0].float().cpu(), tuple(masks.shape[-2:]))
+        scores.update_probabilities(prob, masks.cpu())
         for b in range(prob.size(0)):
-            scores.add(prob[b].cpu(), masks[b].cpu())
             if save_vis is not None:
                 sample = index * prob.size(0) + b
                 caption = describe(sample) if describe is not None else ""
                 save_sample_png(save_vis / f"{sample:06d}.png", imgs[b], masks[b], prob[b], caption)
-    return scores
+    return scores.compute()

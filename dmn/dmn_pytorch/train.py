@@ -12,16 +12,16 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader, Sampler
+
+from shared_eval.masks import MaskIoUResult
 
 from .data.referit_loader import ReferDataset, collate_padded
 from .data.refer_files import DataFileError
 from .data.transforms import image_to_tensor, resize_longer_side
 from .engine import TrainConfig, evaluate, train_one_epoch
-from .metrics import PRECISION_IOUS, THRESHOLDS, MaskScores
 from .models.checkpoint import CheckpointError, load_dmn_weights, load_pretrained_dpn, read_state_dict
 from .models.dmn import DMN
 from .utils.dist import DistInfo, init_distributed_mode
@@ -156,20 +156,19 @@ def atomic_torch_save(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def report_scores(scores: MaskScores, epoch: int) -> dict:
-    ious = scores.cumulative_iou()
-    precision = scores.precision()
-    best_iou, best_threshold = scores.best()
+def report_scores(scores: MaskIoUResult, epoch: int) -> dict:
+    """Log the original's tables (cumulative IoU per threshold, precision@k) and return a JSON-able summary."""
+    best = scores.best_index
     lines = ["FINAL accumulated IoUs at different thresholds:", f"{'Thresholds':15}| {'mIoU':15} |"]
-    lines += [f"{t:<15.3E}| {iou:<15.13f} |" for t, iou in zip(THRESHOLDS, ious)]
-    best_index = THRESHOLDS.index(best_threshold)
-    lines += [f"precision@{level} = {precision[k, best_index]:.5f} (threshold {best_threshold:.3f})"
-              for k, level in enumerate(PRECISION_IOUS)]
-    lines.append(f"Maximum IoU: {best_iou:<15.13f} - Threshold: {best_threshold:<15.13f}")
+    lines += [f"{t:<15.3E}| {iou:<15.13f} |" for t, iou in zip(scores.thresholds, scores.overall_iou)]
+    lines += [f"precision@{k} = {v[best]:.5f} (threshold {scores.best_threshold:.3f})"
+              for k, v in scores.precision.items()]
+    lines.append(f"Maximum IoU: {scores.best_overall_iou:<15.13f} - Threshold: {scores.best_threshold:<15.13f}")
     logger.info("\n".join(lines))
-    return {"epoch": epoch, "max_iou": best_iou, "threshold": best_threshold, "samples": scores.total,
-            "cumulative_iou": [float(x) for x in np.nan_to_num(ious)],
-            "precision": {str(level): float(precision[k, best_index]) for k, level in enumerate(PRECISION_IOUS)}}
+    return {"epoch": epoch, "max_iou": scores.best_overall_iou, "threshold": scores.best_threshold,
+            "samples": scores.num_samples, "mean_iou": float(scores.mean_iou[best]),
+            "cumulative_iou": [float(x) for x in scores.overall_iou],
+            "precision": {str(k): float(v[best]) for k, v in scores.precision.items()}}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -31,6 +31,7 @@ _sru = _import_sru()
 # sru's CPU training path warns on every call that it runs a Python loop; that loop is what we want on CPU.
 warnings.filterwarnings("ignore", message="Running SRU on CPU with grad_enabled=True")
 
+_cuda_kernel_failed = False
 # Values of the sru 2.x-only tensors under which sru 2.6.0 equals the old SRU.
 OLD_SRU_FILL = {"weight_c": 0.0, "scale_x": 1.0}
 
@@ -65,10 +66,23 @@ class OldSRU(nn.Module):
         if x.dtype != torch.float32:
             # The SRU kernels run in float32 (also under bf16 autocast).
             x = x.float()
-        use_scan = torch.is_grad_enabled() and not x.is_cuda
-        for cell in self.rnn_lst:
-            x = old_sru_layer_scan(cell, x, mask_pad) if use_scan else cell(x, mask_pad=mask_pad)[0]
-        return x
+        global _cuda_kernel_failed
+        use_scan = (torch.is_grad_enabled() and not x.is_cuda) or (x.is_cuda and _cuda_kernel_failed)
+        if use_scan:
+            for cell in self.rnn_lst:
+                x = old_sru_layer_scan(cell, x, mask_pad)
+            return x
+        try:
+            h = x
+            for cell in self.rnn_lst:
+                h = cell(h, mask_pad=mask_pad)[0]
+            return h
+        except RuntimeError:
+            if not x.is_cuda:
+                raise
+            # sru compiles its CUDA kernel at import; without nvcc it installs a stub that raises here.
+            _cuda_kernel_failed = True
+            return self.forward(x, mask_pad)
 
 
 def linear_recurrence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
