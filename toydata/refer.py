@@ -60,7 +60,7 @@ def polygon(obj: SceneObject) -> list[float]:
 
 def toy_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
     """A scene where colour matters: a same-shape, other-colour distractor, sometimes an exact duplicate."""
-    scene = sample_scene(rng, width, height, n_objects=(2, 3))
+    scene = sample_scene(rng, width, height, n_objects=(1, 2))
     objects = list(scene.objects)
     anchor = objects[int(rng.integers(len(objects)))]
     other_colours = [c for c in COLOURS if not any(o.shape == anchor.shape and o.colour == c for o in objects)]
