@@ -96,6 +96,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="full training state written every --backup-iters and each epoch; continues from it")
     parser.add_argument("--max-batches-per-epoch", type=int, default=0,
                         help="stop each epoch after this many batches (0: the whole split); for quick runs")
+    parser.add_argument("--shuffle-queries", action="store_true",
+                        help="control experiment: train on queries shuffled across samples (language made useless)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
     parser.add_argument("--per-pixel-msru", action="store_true",
                         help="fix: run the multimodal SRU over time for each pixel (paper) instead of the as-built "
@@ -114,6 +116,8 @@ def build_datasets(args: argparse.Namespace) -> tuple[ReferDataset, ReferDataset
     common = dict(data_root=args.data, split_root=args.split_root, dataset=args.dataset, transform=transform,
                   annotation_transform=target_transform, max_query_len=args.time)
     train_set = ReferDataset(split=args.split, **common)
+    if args.shuffle_queries:
+        train_set.shuffle_queries(args.seed)
     val_set = ReferDataset(split=args.val, **common) if args.val is not None else None
     return train_set, val_set
 

@@ -118,3 +118,12 @@ def test_refs_reader_refuses_code(tmp_path):
     path.write_bytes(pickle.dumps([Evil()]))
     with pytest.raises(pickle.UnpicklingError):
         load_refs(path)
+
+
+def test_shuffled_queries_control_keeps_images_and_permutes_queries(toy_data, split_root):
+    ds = ReferDataset(toy_data, split_root=split_root, dataset="unc", split="train")
+    before = list(ds.images)
+    ds.shuffle_queries(seed=1)
+    assert [i[:2] for i in ds.images] == [i[:2] for i in before]
+    assert sorted(i[2] for i in ds.images) == sorted(i[2] for i in before)
+    assert sum(a[2] != b[2] for a, b in zip(ds.images, before)) > len(before) // 2

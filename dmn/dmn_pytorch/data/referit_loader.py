@@ -162,6 +162,11 @@ class ReferDataset(Dataset):
         mask = torch.load(mask_path, weights_only=True)
         return img, mask, phrase
 
+    def shuffle_queries(self, seed: int) -> None:
+        """Control experiment: give every sample the query of another, fixed by ``seed``."""
+        order = np.random.default_rng(seed).permutation(len(self.images))
+        self.images = [(img, mask, self.images[j][2]) for (img, mask, _), j in zip(self.images, order)]
+
     def tokenize_phrase(self, phrase: str) -> torch.Tensor:
         return self.corpus.tokenize(phrase, self.query_len)
 
