@@ -81,7 +81,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     num_batches = len(loader)  # type: ignore[arg-type]
     window: list[float] = []
     start = time.time()
-    progress = tqdm(loader, total=num_batches, desc=f"epoch {epoch}", dynamic_ncols=True, leave=False,
+    progress = tqdm(loader, total=start_batch + num_batches, desc=f"epoch {epoch}", dynamic_ncols=True, leave=False,
                     initial=start_batch)
     for batch_idx, batch in enumerate(progress, start=start_batch):
         imgs, masks, words, lengths, valid = unpack_batch(batch, device)

@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
         atomic_torch_save(optimizer.state_dict(), save_folder / f"{stem}_optim.pth")
         save_training_state(epoch, batch_idx + 1)
 
+    if args.eval_first and val_loader is None:
+        logger.warning("--eval-first does nothing without --val SPLIT")
     if args.eval_first and val_loader is not None and dist.is_main:
         run_evaluation(0)
     for epoch in range(start_epoch, args.epochs + 1):
