@@ -23,7 +23,7 @@ from .train import main as train_main  # noqa: E402
 TOY_FLAGS = ["--dataset", "unc", "--val", "val", "--backend", "dpn_toy", "--vis-size", "560", "--num-filters", "10",
              "--lang-layers", "3", "--mix-we", "--size", "64", "--emb-size", "64", "--hid-size", "64",
              "--mixed-size", "64", "--hid-mixed-size", "64", "--high-res", "--upsamp-width", "32",
-             "--no-pretrained", "--workers", "0", "--lr", "1e-3", "--accum-iters", "1", "--log-interval", "200"]
+             "--no-pretrained", "--workers", "0", "--lr", "2e-3", "--accum-iters", "1", "--log-interval", "200"]
 
 
 def plot_iou_curve(evaluation: dict, path: Path) -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="toy data folder (python -m toydata.refer --out ...)")
     parser.add_argument("--out", required=True, help="folder for demo_result.json and the figures")
-    parser.add_argument("--steps", type=int, default=600, help="training steps (batch size 1)")
+    parser.add_argument("--steps", type=int, default=500, help="training steps (batch size 1)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

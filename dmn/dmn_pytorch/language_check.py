@@ -22,7 +22,7 @@ from .train import main as train_main
 MODEL = ["--dataset", "unc", "--val", "val", "--backend", "dpn_toy", "--vis-size", "560", "--num-filters", "10",
          "--lang-layers", "3", "--mix-we", "--size", "64", "--emb-size", "64", "--hid-size", "64", "--mixed-size",
          "64", "--hid-mixed-size", "64", "--high-res", "--upsamp-width", "32", "--no-pretrained", "--workers", "0",
-         "--lr", "1e-3", "--accum-iters", "1", "--log-interval", "1000", "--backup-iters", str(10**9)]
+         "--lr", "2e-3", "--accum-iters", "1", "--log-interval", "1000", "--backup-iters", str(10**9)]
 
 
 def every_shape_baseline(data: Path, split: str = "val") -> float:

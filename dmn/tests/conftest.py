@@ -42,3 +42,13 @@ def toy_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("toy_refer")
     write(out, seed=0, size=48, image_size=64)
     return out
+
+
+@pytest.fixture(scope="session")
+def toy_data_default(tmp_path_factory) -> Path:
+    """The toy dataset as `make dmn-toy` writes it (240 images of 128 x 128)."""
+    from toydata.refer import write
+
+    out = tmp_path_factory.mktemp("toy_refer_default")
+    write(out, seed=0)
+    return out
