@@ -24,7 +24,7 @@ from .data.transforms import image_to_tensor, resize_longer_side
 from .engine import TrainConfig, evaluate, train_one_epoch
 from .models.checkpoint import CheckpointError, load_dmn_weights, load_pretrained_dpn, read_state_dict
 from .models.dmn import DMN
-from .utils.dist import DistInfo, init_distributed_mode
+from .utils.dist import DistInfo, broadcast_from_main, init_distributed_mode
 from .utils.visdom import VisdomPlots
 from .utils.word_utils import PAD_TOKEN, EmptyQueryError
 
@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
         val_loss = result.mean_loss
         if val_loader is not None and dist.is_main:
             val_loss = 1 - run_evaluation(epoch)
+        val_loss = broadcast_from_main(val_loss, dist, device)
         scheduler.step(val_loss)
         logger.info("| end of epoch %3d | epoch loss %.6f |", epoch, result.mean_loss)
         if dist.is_main:

@@ -206,3 +206,17 @@ def test_visdom_absent_never_fails(toy_data, work, caplog):
     results = run(toy_data, work, "--epochs", "1", "--max-batches-per-epoch", "2", "--visdom", "http://127.0.0.1",
                   "--visdom-port", str(port))
     assert results["evaluations"] and "visdom disabled" in caplog.text
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes(toy_data, tmp_path):
+    """Two CPU processes (gloo) train together; rank 0 evaluates and saves, the LR schedule stays in step."""
+    weights = tmp_path / "weights"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "-m", "dmn_pytorch.train", *TOY_MODEL, "--data", str(toy_data), "--split-root", str(tmp_path / "splits"),
+           "--save-folder", str(weights), "--snapshot", str(weights / "none.pth"), "--epochs", "2",
+           "--max-batches-per-epoch", "2"]
+    subprocess.run(cmd, check=True, cwd=Path(train.__file__).parents[1], timeout=600, capture_output=True)
+    saved = json.loads((weights / "eval_unc_val.json").read_text())
+    assert [e["epoch"] for e in saved["evaluations"]] == [1, 2]
+    assert torch.load(weights / "dmn_unc_train_resume.pth", weights_only=True)["epoch"] == 3

@@ -1,6 +1,7 @@
 """torchrun set-up: one process per device, rank 0 evaluates, saves and plots."""
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -31,5 +32,16 @@ def init_distributed_mode() -> DistInfo:
     info = DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     if torch.cuda.is_available():
         torch.cuda.set_device(info.local_rank)
-    torch_dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    # Long timeout: the other ranks wait at the next collective while rank 0 evaluates a whole split.
+    torch_dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo",
+                                  timeout=datetime.timedelta(hours=4))
     return info
+
+
+def broadcast_from_main(value: float, info: DistInfo, device: torch.device) -> float:
+    """Rank 0's value on every rank (keeps the LR scheduler identical across ranks)."""
+    if not info.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    torch_dist.broadcast(tensor, src=0)
+    return float(tensor.item())
