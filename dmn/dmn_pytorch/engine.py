@@ -31,6 +31,7 @@ class TrainConfig:
     backup_iters: int = 10000
     use_iou_loss: bool = False
     fix_iou_loss_scale: bool = False
+    fix_accum_start: bool = False
     amp: bool = False
 
 
@@ -94,7 +95,10 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             loss = bce_loss(logits, masks, valid)
         (loss / cfg.accum_iters).backward()
         step_loss += loss.item()
-        if batch_idx % cfg.accum_iters == 0:
+        # Original: step when batch_idx % accum_iters == 0, i.e. first after ONE batch; the fix steps after each
+        # full group of accum_iters batches.
+        boundary = (batch_idx + 1) if cfg.fix_accum_start else batch_idx
+        if boundary % cfg.accum_iters == 0:
             optimizer.step()
             optimizer.zero_grad()
             value = step_loss / cfg.accum_iters

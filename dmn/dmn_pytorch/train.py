@@ -104,6 +104,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "pixel-major sequence")
     parser.add_argument("--eval-running-stats", action="store_true",
                         help="fix: evaluate with BatchNorm running statistics (the original used train mode)")
+    parser.add_argument("--fix-accum-start", action="store_true",
+                        help="fix: first optimizer step after --accum-iters batches (the original stepped after one)")
     parser.add_argument("--fix-iou-loss-scale", action="store_true",
                         help="fix: --iou-loss as 1 - IoU (the original divides by the map height)")
     return parser
@@ -233,7 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     plots = VisdomPlots(args.visdom, args.visdom_port, args.env) if args.visdom and dist.is_main else None
     cfg = TrainConfig(accum_iters=args.accum_iters, log_interval=args.log_interval, backup_iters=args.backup_iters,
-                      use_iou_loss=args.iou_loss, fix_iou_loss_scale=args.fix_iou_loss_scale, amp=args.amp)
+                      use_iou_loss=args.iou_loss, fix_iou_loss_scale=args.fix_iou_loss_scale,
+                      fix_accum_start=args.fix_accum_start, amp=args.amp)
     stem = f"dmn_{args.dataset}_{args.split}"
     results: dict = {"evaluations": []}
 

@@ -70,7 +70,8 @@ def test_eval_only_scores_and_pngs(toy_data, work):
 @pytest.mark.parametrize("flags", [
     ["--batch-size", "3"],
     ["--iou-loss"],
-    ["--iou-loss", "--fix-iou-loss-scale", "--per-pixel-msru", "--eval-running-stats"],
+    ["--iou-loss", "--fix-iou-loss-scale", "--per-pixel-msru", "--eval-running-stats", "--fix-accum-start",
+     "--accum-iters", "2"],
     ["--lstm"],
     ["--high-res", "--upsamp-width", "8", "--upsamp-amplification", "16", "--dmn-freeze"],
 ])
@@ -220,3 +221,19 @@ def test_torchrun_ddp_two_processes(toy_data, tmp_path):
     saved = json.loads((weights / "eval_unc_val.json").read_text())
     assert [e["epoch"] for e in saved["evaluations"]] == [1, 2]
     assert torch.load(weights / "dmn_unc_train_resume.pth", weights_only=True)["epoch"] == 3
+
+
+def test_accumulation_schedule():
+    """Original: optimizer steps at batches 0, 3, 6 for --accum-iters 3; --fix-accum-start: at 2, 5."""
+    from dmn_pytorch.engine import TrainConfig, train_one_epoch
+    from dmn_pytorch.models import DMN
+
+    torch.manual_seed(0)
+    model = DMN(10, emb_size=4, hid_size=4, vis_size=560, num_filters=1, mixed_size=4, hid_mixed_size=4,
+                lang_layers=1, mixed_layers=1, backend="dpn_toy", mix_we=False)
+    batches = [(torch.randn(1, 3, 64, 64), torch.rand(1, 64, 64), torch.randint(0, 10, (1, 3))) for _ in range(7)]
+    for fix, expected in ((False, 3), (True, 2)):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        result = train_one_epoch(model, batches, optimizer, 1, TrainConfig(accum_iters=3, fix_accum_start=fix),
+                                 torch.device("cpu"))
+        assert len(result.losses) == expected
