@@ -24,7 +24,7 @@ from .data.transforms import image_to_tensor, resize_longer_side
 from .engine import TrainConfig, evaluate, train_one_epoch
 from .models.checkpoint import CheckpointError, load_dmn_weights, load_pretrained_dpn, read_state_dict
 from .models.dmn import DMN
-from .utils.dist import DistInfo, broadcast_from_main, init_distributed_mode
+from .utils.dist import DistInfo, broadcast_from_main, init_distributed_mode, main_process_first
 from .utils.visdom import VisdomPlots
 from .utils.word_utils import PAD_TOKEN, EmptyQueryError
 
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(f"cuda:{dist.local_rank}" if use_cuda else "cpu")
     torch.manual_seed(args.seed)
 
-    train_set, val_set = build_datasets(args)
+    with main_process_first(dist):  # one process writes the split files
+        train_set, val_set = build_datasets(args)
     pad_index = train_set.corpus.dictionary[PAD_TOKEN]
     sampler = EpochSampler(len(train_set), args.seed, dist, args.max_batches_per_epoch * args.batch_size)
     collate = None if args.batch_size == 1 else partial(collate_padded, pad_index=pad_index)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,16 @@ def init_distributed_mode() -> DistInfo:
     torch_dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo",
                                   timeout=datetime.timedelta(hours=4))
     return info
+
+
+@contextmanager
+def main_process_first(info: DistInfo):
+    """Rank 0 runs the block first (e.g. writes the split files), the other ranks after it is done."""
+    if info.enabled and not info.is_main:
+        torch_dist.barrier()
+    yield
+    if info.enabled and info.is_main:
+        torch_dist.barrier()
 
 
 def broadcast_from_main(value: float, info: DistInfo, device: torch.device) -> float:
