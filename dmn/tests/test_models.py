@@ -213,3 +213,16 @@ def test_pretrained_dpn_loads_from_data_folder(tmp_path, caplog):
     torch.save(state, tmp_path / "weights" / "dpn68-66bebafa7.pth")
     assert load_pretrained_dpn(dpn, "dpn68", tmp_path)
     torch.testing.assert_close(dpn.features.conv1_1.conv.weight, source.features.conv1_1.conv.weight)
+
+
+@pytest.mark.parametrize("high_res", [False, True])
+def test_readme_model_forward_matches_original(full_models, high_res):
+    """The README-sized model (dpn92, widths 1000/1005, 10 filters, 3+3 SRU layers) on a 64 x 96 image."""
+    model = full_models[high_res].train()
+    torch.manual_seed(5)
+    img = torch.randn(1, 3, 64, 96)
+    words = torch.tensor([[11, 3, 12000, 3, 7]])
+    with torch.no_grad():
+        ours = model(img, words)
+        ref = reference_forward(model, img, words)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
