@@ -118,6 +118,8 @@ def log_scores(writer: SummaryWriter | None, split: str, scores: dict, epoch: in
 
 
 def main(args: argparse.Namespace) -> None:
+    # LambdaLR.step() runs at the start of each XE epoch, before any optimizer step, as in the original
+    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
     info = init_distributed_mode()
     set_seeds(args.seed)
     device = torch.device(args.device if args.device != "cuda" or not info.distributed else f"cuda:{info.local_rank}")
@@ -263,8 +265,6 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    # LambdaLR.step() runs at the start of each XE epoch, before any optimizer step, as in the original
-    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
     try:
         main(get_args_parser().parse_args())
     except DifnetError as e:

@@ -25,3 +25,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory):
+    """A small toy set (200 images: 140 train + 20 restval, 20 dev, 20 test) in the real on-disk formats."""
+    from toydata.coco_grid import write
+
+    out = tmp_path_factory.mktemp("toy")
+    write(out, seed=0, size=200)
+    return out
