@@ -35,3 +35,13 @@ def toy(tmp_path_factory):
     out = tmp_path_factory.mktemp("toy")
     write(out, seed=0, size=200)
     return out
+
+
+@pytest.fixture(scope="session")
+def small_toy(tmp_path_factory):
+    """40 images (28 train + 4 restval, 4 dev, 4 test) for runs of the full training script."""
+    from toydata.coco_grid import write
+
+    out = tmp_path_factory.mktemp("small_toy")
+    write(out, seed=1, size=40)
+    return out

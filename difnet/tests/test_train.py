@@ -111,15 +111,6 @@ def run_train(toy: Path, out: Path, *extra: str) -> None:
     train.main(train.get_args_parser().parse_args(argv))
 
 
-@pytest.fixture(scope="session")
-def small_toy(tmp_path_factory):
-    from toydata.coco_grid import write
-
-    out = tmp_path_factory.mktemp("small_toy")
-    write(out, seed=1, size=40)
-    return out
-
-
 def test_resume_reaches_the_same_weights_and_logs_tensorboard(small_toy, tmp_path):
     """Epoch 0 is cross-entropy, epoch 1 SCST: an interrupted run resumed with --resume_last ends with the same
     weights, optimizer and phase as an uninterrupted one."""
