@@ -100,7 +100,7 @@ def _split_sizes(size: int) -> dict[str, int]:
     return {"train": size - 3 * held_out, "restval": held_out, "dev": held_out, "test": held_out}
 
 
-def write(out: Path, seed: int = 0, size: int = 1000) -> None:
+def write(out: Path, seed: int = 0, size: int = 600) -> None:
     rng = np.random.default_rng(seed)
     gains = rng.uniform(0.5, 1.5, D_FEATURE).astype(np.float32)
     sizes = _split_sizes(size)
@@ -144,7 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, default=1000, help="number of images (5 captions each)")
+    parser.add_argument("--size", type=int, default=600, help="number of images (5 captions each)")
     args = parser.parse_args()
     write(args.out, args.seed, args.size)
 
