@@ -74,16 +74,18 @@ def main() -> None:
     parser.add_argument("--mode", type=str, default="difnet_lrp")
     parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--fused_attention", action="store_true")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--beam_batches", type=int, default=2)
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = CaptioningModel(ModelConfig(mode=args.mode)).to(device)
+    model = CaptioningModel(ModelConfig(mode=args.mode, fused_attention=args.fused_attention)).to(device)
     result = {
         "subproject": "difnet", "mode": args.mode, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
         else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "bf16": args.bf16 and device.type == "cuda", "train_batch_captions": 50,
+        "bf16": args.bf16 and device.type == "cuda", "fused_attention": args.fused_attention,
+        "train_batch_captions": 50,
         "train_steps_per_s": train_steps_per_second(model, device, args.steps, args.bf16),
         "beam_size": engine.BEAM_SIZE, "beam_captions_per_s": captions_per_second(model, device, args.beam_batches),
     }

@@ -33,12 +33,15 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--N_dec", type=int, default=3)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--fused_attention", action="store_true",
+                        help="torch's scaled_dot_product_attention (same function; faster on GPU)")
 
 
 def model_config(args: argparse.Namespace, vocab: Vocab) -> ModelConfig:
     return ModelConfig(mode=args.mode, vocab_size=len(vocab), padding_idx=vocab.stoi["<pad>"],
                        bos_idx=vocab.stoi["<bos>"], d_model=args.d_model, d_ff=args.d_ff, h=args.head,
-                       n_enc=args.N_enc, n_dec=args.N_dec, dropout=args.dropout)
+                       n_enc=args.N_enc, n_dec=args.N_dec, dropout=args.dropout,
+                       fused_attention=args.fused_attention)
 
 
 def visual_inputs(args: argparse.Namespace) -> tuple[GridFeatures, SegmentationFeatures | None]:

@@ -57,7 +57,7 @@ def load_model(args: argparse.Namespace, suffix: str = "") -> tuple[CaptioningMo
     data = load_checkpoint(path)
     cfg = model_config(args, vocab)
     if "config" in data:  # our checkpoints record the model sizes; the released one has the defaults
-        cfg = ModelConfig(**{**data["config"], "mode": args.mode})
+        cfg = ModelConfig(**{**data["config"], "mode": args.mode, "fused_attention": args.fused_attention})
     model = CaptioningModel(cfg)
     load_weights(model, data["state_dict"], path)
     return model.to(args.device).eval(), vocab

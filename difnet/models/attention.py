@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .containers import StatefulModule
@@ -11,8 +12,9 @@ from .lrp import Recorder, RelLinear, add_relprop, clone_relprop, matmul_relprop
 
 
 class ScaledDotProductAttention(Recorder):
-    def __init__(self, d_model: int, d_k: int, d_v: int, h: int, dropout: float) -> None:
+    def __init__(self, d_model: int, d_k: int, d_v: int, h: int, dropout: float, fused: bool = False) -> None:
         super().__init__()
+        self.fused = fused  # torch's scaled_dot_product_attention instead of the explicit softmax(QK^T/sqrt(d))V
         self.fc_q = RelLinear(d_model, h * d_k)
         self.fc_k = RelLinear(d_model, h * d_k)
         self.fc_v = RelLinear(d_model, h * d_v)
@@ -31,12 +33,18 @@ class ScaledDotProductAttention(Recorder):
         q = self.fc_q(queries).view(b_s, nq, self.h, self.d_k).permute(0, 2, 1, 3)  # (b, h, nq, d_k)
         k = self.fc_k(keys).view(b_s, nk, self.h, self.d_k).permute(0, 2, 3, 1)  # (b, h, d_k, nk)
         v = self.fc_v(values).view(b_s, nk, self.h, self.d_v).permute(0, 2, 1, 3)  # (b, h, nk, d_v)
-        att = torch.matmul(q, k) / math.sqrt(self.d_k)
-        if attention_mask is not None:
-            att = att.masked_fill(attention_mask, float("-inf"))
-        att = self.dropout(torch.softmax(att, -1))
-        self.record(q=q, k_t=k, att=att, v=v)
-        out = torch.matmul(att, v).permute(0, 2, 1, 3).contiguous().view(b_s, nq, self.h * self.d_v)
+        if self.fused and not self.recording:
+            mask = None if attention_mask is None else ~attention_mask
+            dropout_p = self.dropout.p if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k.transpose(-1, -2), v, attn_mask=mask, dropout_p=dropout_p)
+        else:
+            att = torch.matmul(q, k) / math.sqrt(self.d_k)
+            if attention_mask is not None:
+                att = att.masked_fill(attention_mask, float("-inf"))
+            att = self.dropout(torch.softmax(att, -1))
+            self.record(q=q, k_t=k, att=att, v=v)
+            out = torch.matmul(att, v)
+        out = out.permute(0, 2, 1, 3).contiguous().view(b_s, nq, self.h * self.d_v)
         return self.fc_o(out)
 
     def relprop(self, R: torch.Tensor, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -59,9 +67,9 @@ class MultiHeadAttention(StatefulModule, Recorder):
     its keys and values while decoding step by step."""
 
     def __init__(self, d_model: int, d_k: int, d_v: int, h: int, dropout: float, *, can_be_stateful: bool = False,
-                 spare_norm: bool = False) -> None:
+                 spare_norm: bool = False, fused: bool = False) -> None:
         super().__init__()
-        self.attention = ScaledDotProductAttention(d_model, d_k, d_v, h, dropout)
+        self.attention = ScaledDotProductAttention(d_model, d_k, d_v, h, dropout, fused)
         self.dropout = nn.Dropout(dropout)
         self.layer_norm = nn.LayerNorm(d_model)
         if spare_norm:

@@ -32,6 +32,7 @@ class ModelConfig:
     dropout: float = 0.1
     n_fusion: int = 1  # Lf: IILN layers of the DIF encoder
     n_iters: int = 2  # T: iterations of the IILN layers
+    fused_attention: bool = False  # torch's scaled_dot_product_attention (not used while recording for LRP)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -70,11 +71,11 @@ class CaptioningModel(StatefulModule):
         layer_sizes = (d, d_k, d_k, cfg.h, cfg.d_ff, cfg.dropout)
         if cfg.uses_segmentation:
             self.encoder = DifnetEncoder(cfg.n_enc, *layer_sizes, n_fusion=cfg.n_fusion, n_iters=cfg.n_iters,
-                                         spare_norm=cfg.spare_norms)
+                                         spare_norm=cfg.spare_norms, fused=cfg.fused_attention)
         else:
-            self.encoder = TransformerEncoder(cfg.n_enc, *layer_sizes)
+            self.encoder = TransformerEncoder(cfg.n_enc, *layer_sizes, fused=cfg.fused_attention)
         self.decoder = TransformerDecoder(cfg.vocab_size, cfg.max_len, cfg.n_dec, cfg.padding_idx, *layer_sizes,
-                                          spare_norms=cfg.spare_norms)
+                                          spare_norms=cfg.spare_norms, fused=cfg.fused_attention)
         self.embed_image = nn.Sequential(nn.Linear(cfg.d_in, d), nn.ReLU(), nn.Dropout(p=cfg.dropout), nn.LayerNorm(d))
         if cfg.uses_segmentation:
             self.embed_pixel = nn.Sequential(FlattenSegmentation(cfg.n_seg_classes), nn.Linear(cfg.n_seg_classes, d),

@@ -13,10 +13,11 @@ from .lrp import Recorder, RelLinear, add_relprop, clone_relprop
 
 class DecoderLayer(StatefulModule, Recorder):
     def __init__(self, d_model: int, d_k: int, d_v: int, h: int, d_ff: int, dropout: float, *,
-                 spare_norms: bool = False) -> None:
+                 spare_norms: bool = False, fused: bool = False) -> None:
         super().__init__()
-        self.self_att = MultiHeadAttention(d_model, d_k, d_v, h, dropout, can_be_stateful=True, spare_norm=spare_norms)
-        self.enc_att = MultiHeadAttention(d_model, d_k, d_v, h, dropout, spare_norm=spare_norms)
+        self.self_att = MultiHeadAttention(d_model, d_k, d_v, h, dropout, can_be_stateful=True, spare_norm=spare_norms,
+                                           fused=fused)
+        self.enc_att = MultiHeadAttention(d_model, d_k, d_v, h, dropout, spare_norm=spare_norms, fused=fused)
         self.dropout1 = nn.Dropout(dropout)
         self.lnorm1 = nn.LayerNorm(d_model)
         self.dropout2 = nn.Dropout(dropout)
@@ -52,7 +53,7 @@ class TransformerDecoder(StatefulModule):
     """Word + position embeddings, N decoder layers, a bias-free output layer and log-softmax."""
 
     def __init__(self, vocab_size: int, max_len: int, n_layers: int, padding_idx: int, d_model: int, d_k: int,
-                 d_v: int, h: int, d_ff: int, dropout: float, *, spare_norms: bool = False) -> None:
+                 d_v: int, h: int, d_ff: int, dropout: float, *, spare_norms: bool = False, fused: bool = False) -> None:
         super().__init__()
         self.d_model = d_model
         self.word_emb = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
@@ -61,7 +62,8 @@ class TransformerDecoder(StatefulModule):
         self.pos_emb = nn.Embedding(max_len + 1, d_model)
         self.pos_emb.weight.requires_grad_(False)
         self.layers = StatefulModuleList(
-            [DecoderLayer(d_model, d_k, d_v, h, d_ff, dropout, spare_norms=spare_norms) for _ in range(n_layers)])
+            [DecoderLayer(d_model, d_k, d_v, h, d_ff, dropout, spare_norms=spare_norms, fused=fused)
+             for _ in range(n_layers)])
         self.fc = RelLinear(d_model, vocab_size, bias=False)
         self.max_len = max_len
         self.padding_idx = padding_idx

@@ -17,9 +17,9 @@ class EncoderLayer(nn.Module):
     """
 
     def __init__(self, d_model: int, d_k: int, d_v: int, h: int, d_ff: int, dropout: float, *,
-                 two_streams: bool = False, spare_norm: bool = False) -> None:
+                 two_streams: bool = False, spare_norm: bool = False, fused: bool = False) -> None:
         super().__init__()
-        self.mhatt = MultiHeadAttention(d_model, d_k, d_v, h, dropout, spare_norm=spare_norm)
+        self.mhatt = MultiHeadAttention(d_model, d_k, d_v, h, dropout, spare_norm=spare_norm, fused=fused)
         self.dropout = nn.Dropout(dropout)
         self.lnorm = nn.LayerNorm(d_model)
         if two_streams:
@@ -45,10 +45,11 @@ def padding_mask(features: torch.Tensor, padding_idx: int = 0) -> torch.Tensor:
 class TransformerEncoder(nn.Module):
     """Modes base/base_lrp: N layers in sequence over the grid cells."""
 
-    def __init__(self, n_layers: int, d_model: int, d_k: int, d_v: int, h: int, d_ff: int, dropout: float) -> None:
+    def __init__(self, n_layers: int, d_model: int, d_k: int, d_v: int, h: int, d_ff: int, dropout: float, *,
+                 fused: bool = False) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            [EncoderLayer(d_model, d_k, d_v, h, d_ff, dropout) for _ in range(n_layers)])
+            [EncoderLayer(d_model, d_k, d_v, h, d_ff, dropout, fused=fused) for _ in range(n_layers)])
 
     def forward(self, grid: torch.Tensor, seg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         mask = padding_mask(grid)
@@ -65,13 +66,13 @@ class DifnetEncoder(nn.Module):
     """
 
     def __init__(self, n_layers: int, d_model: int, d_k: int, d_v: int, h: int, d_ff: int, dropout: float, *,
-                 n_fusion: int = 1, n_iters: int = 2, spare_norm: bool = False) -> None:
+                 n_fusion: int = 1, n_iters: int = 2, spare_norm: bool = False, fused: bool = False) -> None:
         super().__init__()
         if not 0 < n_fusion < n_layers:
             raise ValueError(f"the DIF encoder needs 0 < n_fusion ({n_fusion}) < n_layers ({n_layers})")
         # every layer owns the stream-private norms, also the post-fusion layers that never use them (original)
         self.layers = nn.ModuleList(
-            [EncoderLayer(d_model, d_k, d_v, h, d_ff, dropout, two_streams=True, spare_norm=spare_norm)
+            [EncoderLayer(d_model, d_k, d_v, h, d_ff, dropout, two_streams=True, spare_norm=spare_norm, fused=fused)
              for _ in range(n_layers)])
         self.n_fusion, self.n_iters = n_fusion, n_iters
 

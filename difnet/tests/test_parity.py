@@ -49,3 +49,17 @@ def test_lrp_matches_original(mode):
     expected = EXPECTED[mode]
     np.testing.assert_allclose(np.array(inp), expected["inp_lrp"].numpy(), atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(np.array(dec), expected["out_lrp"].numpy(), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["base", "difnet_lrp"])
+def test_fused_attention_keeps_parity(mode):
+    """--fused_attention (torch's scaled_dot_product_attention) computes the same function."""
+    model = CaptioningModel(ModelConfig(mode=mode, vocab_size=V, fused_attention=True))
+    model.load_state_dict(deterministic_state_dict(model.state_dict()), strict=True)
+    model.eval()
+    grid, seg, seq = parity_inputs()
+    with torch.no_grad():
+        logprobs = model(grid, seq, seg)
+        tokens, _ = beam_search(model, grid, seg, 20, 3, 5, out_size=5)
+    torch.testing.assert_close(logprobs, EXPECTED[mode]["logprobs"], atol=1e-5, rtol=0)
+    assert torch.equal(tokens, EXPECTED[mode]["beam_tokens"])
