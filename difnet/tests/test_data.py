@@ -1,4 +1,5 @@
 """Loaders read the toy set (written by toydata.coco_grid in the real formats) as the real data."""
+import os
 import pickle
 
 import numpy as np
@@ -81,3 +82,16 @@ def test_vocab_pickle_compatible_with_the_original(tmp_path):
         load_vocab(str(path))
     with pytest.raises(DifnetError, match="not found"):
         load_vocab(str(tmp_path / "missing.pkl"))
+
+
+def test_no_file_descriptor_leak_over_50_epochs(toy):
+    """The original reopens the hdf5 file per sample and never closes it ("Too many open files", issue #8)."""
+    splits = load_splits(str(toy / "annotations"))
+    dataset = ImageDataset(splits["test"], GridFeatures(str(toy / "coco_grid_feats2.hdf5")),
+                           SegmentationFeatures(str(toy / "segmentations")))
+    dataset[0]
+    open_fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        for i in range(len(dataset)):
+            dataset[i]
+    assert len(os.listdir("/proc/self/fd")) == open_fds
