@@ -62,6 +62,16 @@ def average_gradients(model: nn.Module, info: DistInfo) -> None:
         offset += g.numel()
 
 
+def token_share(n_local: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """world_size * this rank's share of the global batch's tokens: scaling each rank's mean loss by it makes the
+    averaged gradient that of the mean over the whole global batch, as with one process."""
+    if not info.distributed:
+        return torch.ones((), device=n_local.device)
+    total = n_local.detach().clone().to(info.device)
+    dist.all_reduce(total)
+    return (n_local * info.world_size / total.to(n_local.device)).float()
+
+
 def broadcast_float(value: float, info: DistInfo) -> float:
     """Rank 0's value on every rank (validation runs on rank 0 only; every rank then takes the same decisions)."""
     if not info.distributed:

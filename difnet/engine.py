@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from data.text import decode, merge_repeats
 from data.vocab import Vocab
-from distributed import DistInfo, average_gradients
+from distributed import DistInfo, average_gradients, token_share
 from models import CaptioningModel, beam_search
 from shared_eval.captions import CiderD, evaluate, tokenize
 
@@ -46,8 +46,9 @@ def train_xe(model: CaptioningModel, loader: DataLoader, optim: torch.optim.Opti
             with autocast(device, bf16):
                 out = model(grid, captions, seg)
             optim.zero_grad()
-            loss = loss_fn(out[:, :-1].float().reshape(-1, out.shape[-1]), captions[:, 1:].reshape(-1))
-            loss.backward()
+            target = captions[:, 1:].reshape(-1)
+            loss = loss_fn(out[:, :-1].float().reshape(-1, out.shape[-1]), target)
+            (loss * token_share((target != loss_fn.ignore_index).sum(), info)).backward()
             average_gradients(model, info)
             optim.step()
             running_loss += loss.item()
