@@ -11,6 +11,8 @@ Writes, under ``--out``:
   ``cocobu_att/<id>.npz`` (``feat`` float32 (K,2048)), ``cocobu_fc/<id>.npy`` (2048,), ``cocobu_box/<id>.npy``
   (K,4 absolute x1,y1,x2,y2) and ``cocobu_box_vec/<id>.npy`` (K,144: the fraction of each 12x12 grid cell, row-major
   with rows = y, that the box covers).
+- ``annotations/captions_val2014.json``: the raw captions of every image in the COCO captions format
+  (images, annotations{image_id, id, caption}), the reference file of coco-caption's language evaluation.
 
 The captions state spatial relations between two objects ("a red circle is left of a blue square"). Region
 features say what an object is (shape, colour, size) but not where it is; only the boxes (and so the grid
@@ -170,6 +172,15 @@ def document_frequencies(images: list[dict], wtoi: dict[str, int]) -> tuple[dict
     return dict(df_words), dict(df_idxs), n_images
 
 
+def write_coco_annotations(images: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    anns = [{"image_id": img["cocoid"], "id": s["sentid"], "caption": s["raw"]} for img in images for s in img["sentences"]]
+    data = {"info": {"description": "vlrepro toy cocotalk"}, "licenses": [], "type": "captions",
+            "images": [{"id": img["cocoid"], "file_name": img["filename"]} for img in images], "annotations": anns}
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
 def write(out: Path, seed: int = 0, size: int = 400) -> None:
     rng = np.random.default_rng(seed)
     basis = _feature_basis()
@@ -209,6 +220,7 @@ def write(out: Path, seed: int = 0, size: int = 400) -> None:
         np.save(dirs["cocobu_box_vec"] / f"{cocoid}.npy", grid_coverage(boxes, width, height))
     with open(out / "dataset_coco.json", "w") as f:
         json.dump({"images": images, "dataset": "coco"}, f)
+    write_coco_annotations(images, out / "annotations" / "captions_val2014.json")
     vocab = build_vocab(images)
     wtoi = {w: i + 1 for i, w in enumerate(vocab)}
     with open(out / "cocotalk.json", "w") as f:

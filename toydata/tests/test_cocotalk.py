@@ -45,6 +45,14 @@ def test_karpathy_json(toy):
         assert all(s["imgid"] == i["imgid"] and s["tokens"] for s in i["sentences"])
 
 
+def test_coco_annotations(toy):
+    anns = json.loads((toy / "annotations" / "captions_val2014.json").read_text())
+    karpathy = json.loads((toy / "dataset_coco.json").read_text())["images"]
+    assert {i["id"] for i in anns["images"]} == {i["cocoid"] for i in karpathy}
+    assert len(anns["annotations"]) == sum(len(i["sentences"]) for i in karpathy)
+    assert all(a["caption"].endswith(".") and a["caption"][0].isupper() for a in anns["annotations"])
+
+
 def test_labels_h5_and_vocab(toy):
     talk = json.loads((toy / "cocotalk.json").read_text())
     itow = talk["ix_to_word"]
