@@ -169,6 +169,7 @@ def train(opt: argparse.Namespace) -> dict:
             log.info("best model saved (score %.4f)", score)
 
     stop = False
+    start = time.time()
     while train_loader.epoch < opt.max_epochs and not stop:
         epoch = train_loader.epoch
         if not opt.noamopt and not opt.reduce_on_plateau:
@@ -184,7 +185,6 @@ def train(opt: argparse.Namespace) -> dict:
         scorer = init_scorer(opt.cached_tokens) if sc_flag else None
         bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}{' scst' if sc_flag else ''}", leave=False,
                    disable=not main_proc or not sys.stderr.isatty())
-        start = time.time()
         for data in train_loader:
             optimizer.zero_grad()
             with autocast:

@@ -14,9 +14,10 @@ Writes, under ``--out``:
 - ``annotations/captions_val2014.json``: the raw captions of every image in the COCO captions format
   (images, annotations{image_id, id, caption}), the reference file of coco-caption's language evaluation.
 
-The captions state spatial relations between two objects ("a red circle is left of a blue square"). Region
-features say what an object is (shape, colour, size) but not where it is; only the boxes (and so the grid
-vectors) reveal the relation, so a captioner without its spatial encoding cannot get the relation words right.
+Each scene holds two objects; its captions state their spatial relation ("a red circle is left of a blue
+square"), the object named first being fixed by appearance. Region features say what an object is (shape,
+colour, size) but not where it is; only the boxes (and so the grid vectors) reveal the relation, so a captioner
+without its spatial encoding cannot get the relation words right.
 """
 from __future__ import annotations
 
@@ -92,12 +93,18 @@ def _pair_caption(rng: np.random.Generator, scene: Scene, a: SceneObject, b: Sce
     return templates[int(rng.integers(len(templates)))]
 
 
+def _subject_first(a: SceneObject, b: SceneObject) -> tuple[SceneObject, SceneObject]:
+    """The object named first is fixed by appearance (colour, then shape order), never by position."""
+    key = (lambda o: (list(COLOURS).index(o.colour), SHAPES.index(o.shape)))
+    return (a, b) if key(a) <= key(b) else (b, a)
+
+
 def scene_captions(rng: np.random.Generator, scene: Scene, rare_budget: dict[str, int]) -> list[str]:
-    objs = list(scene.objects)
-    pairs = [(a, b) for a in objs for b in objs if a is not b]
+    """Five phrasings of one fact about the two objects: which object is named first follows from how they look,
+    the relation word only from where they are."""
+    a, b = _subject_first(*scene.objects[:2])
     caps = []
     for _ in range(CAPTIONS_PER_IMAGE):
-        a, b = pairs[int(rng.integers(len(pairs)))]
         cap = _pair_caption(rng, scene, a, b)
         if rng.random() < 0.03:
             word = RARE_WORDS[int(rng.integers(len(RARE_WORDS)))]
@@ -195,7 +202,7 @@ def write(out: Path, seed: int = 0, size: int = 400) -> None:
     for imgid in range(size):
         split = splits[order[imgid]]
         width, height = IMAGE_SIZES[int(rng.integers(len(IMAGE_SIZES)))]
-        scene = sample_scene(rng, width, height, n_objects=(2, 3))
+        scene = sample_scene(rng, width, height, n_objects=(2, 2))
         cocoid = 100000 + imgid
         folder = "train2014" if split == "train" else "val2014"
         filename = f"COCO_{folder}_{cocoid:012d}.jpg"

@@ -120,8 +120,9 @@ def test_captions_state_the_true_relation():
     scene = Scene(100, 100, "grass", (a, b))
     caps = cocotalk.scene_captions(rng, scene, {w: 0 for w in cocotalk.RARE_WORDS})
     for cap in caps:
-        first = cap.index("red") if cap.index("red") < cap.index("blue") else None
-        assert ("left of" in cap) == (first is not None) and ("right of" in cap) == (first is None)
+        assert cap.index("red") < cap.index("blue") and "left of" in cap  # red comes first in COLOURS
+    caps = cocotalk.scene_captions(rng, Scene(100, 100, "grass", (b, a)), {w: 0 for w in cocotalk.RARE_WORDS})
+    assert all(c.index("red") < c.index("blue") and "left of" in c for c in caps)
 
 
 def test_deterministic_per_seed(tmp_path):
