@@ -226,7 +226,10 @@ class DataLoader:
         batches = [order[s:s + step][self.rank::self.world_size] for s in range(self.position, len(order), step)]
         self.dataset.epoch = self.epoch
         workers = getattr(self.opt, "num_workers", 0)
-        loader = tud.DataLoader(self.dataset, batch_sampler=batches, num_workers=workers,
+        # An own generator: creating the iterator must not draw from the global torch RNG (dropout, sampling),
+        # or a run resumed mid-epoch would diverge from an uninterrupted one.
+        gen = torch.Generator().manual_seed(self.opt.seed * 1000003 + self.epoch)
+        loader = tud.DataLoader(self.dataset, batch_sampler=batches, num_workers=workers, generator=gen,
                                 collate_fn=lambda items: collate(items, self.seq_per_img, self._seq_length))
         for batch in loader:
             self.position += step

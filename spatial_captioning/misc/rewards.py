@@ -8,7 +8,7 @@ import torch
 
 from misc.scorers import CiderD
 
-_scorer: CiderD | None = None
+_scorers: dict[str, CiderD] = {}
 
 
 def cached_tokens_path(cached_tokens: str) -> str:
@@ -19,15 +19,14 @@ def cached_tokens_path(cached_tokens: str) -> str:
 
 def init_scorer(cached_tokens: str) -> CiderD:
     """Load the document frequencies once (coco-train-idxs.p from scripts/prepro_ngrams.py)."""
-    global _scorer
-    if _scorer is None:
-        path = cached_tokens_path(cached_tokens)
+    path = cached_tokens_path(cached_tokens)
+    if path not in _scorers:
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f"SCST needs {path} (--cached_tokens {cached_tokens}): run scripts/prepro_ngrams.py --input_json "
                 "data/dataset_coco.json --dict_json data/cocotalk.json --output_pkl data/coco-train --split train")
-        _scorer = CiderD.from_pickle(path)
-    return _scorer
+        _scorers[path] = CiderD.from_pickle(path)
+    return _scorers[path]
 
 
 def array_to_str(arr) -> str:

@@ -125,6 +125,13 @@ def test_captions_state_the_true_relation():
     assert all(c.index("red") < c.index("blue") and "left of" in c for c in caps)
 
 
+def test_scenes_have_two_objects_across_the_midline():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        scene = cocotalk.sample_pair_scene(rng, 160, 120)
+        assert len(scene.objects) == 2 and cocotalk.across_midline(scene)
+
+
 def test_deterministic_per_seed(tmp_path):
     cocotalk.write(tmp_path / "a", seed=5, size=12)
     cocotalk.write(tmp_path / "b", seed=5, size=12)
