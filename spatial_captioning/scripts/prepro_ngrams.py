@@ -35,24 +35,22 @@ def image_ngrams(refs: list[list[str]], n: int = 4) -> set[tuple[str, ...]]:
 
 
 def build_dict(imgs: list[dict], wtoi: dict[str, str], split: str):
-    """Document frequencies (words and indices) streamed image by image: no per-reference dicts kept in memory."""
+    """Document frequencies (words and indices), streamed image by image: no per-reference dicts are kept.
+
+    Word -> index is one-to-one (out-of-vocabulary words are UNK in both spellings), so the index version is the
+    word version with its keys translated, computed once per distinct n-gram instead of once per image.
+    """
     df_words: dict = defaultdict(float)
-    df_idxs: dict = defaultdict(float)
     count = 0
     for img in imgs:
         if not in_split(img["split"], split):
             continue
-        refs_w, refs_i = [], []
-        for sent in img["sentences"]:
-            toks = [t if t in wtoi else "UNK" for t in sent["tokens"] + ["<eos>"]]
-            refs_w.append(toks)
-            refs_i.append([wtoi[t] for t in toks])
-        for g in image_ngrams(refs_w):
+        refs = [[t if t in wtoi else "UNK" for t in sent["tokens"] + ["<eos>"]] for sent in img["sentences"]]
+        for g in image_ngrams(refs):
             df_words[g] += 1
-        for g in image_ngrams(refs_i):
-            df_idxs[g] += 1
         count += 1
-    return dict(df_words), dict(df_idxs), count
+    df_idxs = {tuple(wtoi[w] for w in g): v for g, v in df_words.items()}
+    return dict(df_words), df_idxs, count
 
 
 def dump(obj, path: str) -> None:
