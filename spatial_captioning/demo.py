@@ -107,8 +107,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toy", type=Path, required=True, help="toy data folder (toydata.cocotalk output)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--xe_iters", type=int, default=300)
-    parser.add_argument("--scst_iters", type=int, default=60)
+    parser.add_argument("--xe_iters", type=int, default=200)
+    parser.add_argument("--scst_iters", type=int, default=30)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(1)
@@ -124,7 +124,7 @@ def main() -> None:
     after_xe, _ = evaluate(xe_dir, "xe", toy, toy / "cocobu_box_vec")
     infos = load_pickle(xe_dir / "infos_xe.pkl")
     rl_args = toy_args(toy, rl_dir, "xe") + [
-        "--start_from", str(xe_dir), "--self_critical_after", str(infos["epoch"]), "--learning_rate", "5e-5",
+        "--start_from", str(xe_dir), "--self_critical_after", str(infos["epoch"]), "--learning_rate", "5e-4",
         "--max_iters", str(args.xe_iters + args.scst_iters), "--max_epochs", "1000",
         "--save_checkpoint_every", "100000", "--perform_validation_every", "100000"]
     train_script.train(opts.parse_opt(rl_args))

@@ -90,6 +90,8 @@ def current_lr(optimizer, opt: argparse.Namespace) -> float:
 def train(opt: argparse.Namespace) -> dict:
     rank, world, device = init_distributed_mode(opt.device)
     main_proc = is_main(rank)
+    if not main_proc:
+        logging.getLogger().setLevel(logging.WARNING)
     seed_everything(opt.seed + rank)
     infos, histories = load_resume(opt) if opt.start_from else ({}, {})
 

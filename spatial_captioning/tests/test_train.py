@@ -171,3 +171,19 @@ def test_scst_without_cached_tokens(xe_run, toy_dir, tmp_path, capsys):
             "--cached_tokens", str(tmp_path / "nope"), "--self_critical_after", "0", "--max_epochs", "1"]
     msg = _error_line(capsys, argv)
     assert "prepro_ngrams.py" in msg
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(toy_dir, tmp_path):
+    """torchrun with 2 CPU processes (gloo): trains, validates and checkpoints once (rank 0)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+            "train.py", "--id", "ddp", "--checkpoint_path", str(tmp_path / "c"), *data_args(toy_dir), *TINY,
+            "--max_iters", "3", "--max_epochs", "10", "--perform_validation_every", "3"]
+    r = subprocess.run(argv, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    infos = pickle.loads((tmp_path / "c" / "infos_ddp.pkl").read_bytes())
+    assert infos["iter"] == 3 and (tmp_path / "c" / "model-best.pth").exists()
