@@ -126,7 +126,8 @@ def main() -> None:
     rl_args = toy_args(toy, rl_dir, "xe") + [
         "--start_from", str(xe_dir), "--self_critical_after", str(infos["epoch"]), "--learning_rate", "5e-4",
         "--max_iters", str(args.xe_iters + args.scst_iters), "--max_epochs", "1000",
-        "--save_checkpoint_every", "100000", "--perform_validation_every", "100000"]
+        "--save_checkpoint_every", "100000", "--perform_validation_every", "100000",
+        "--batch_size", "9", "--losses_log_every", "2"]  # the README's SCST batch size
     train_script.train(opts.parse_opt(rl_args))
     after, preds = evaluate(rl_dir, "xe", toy, toy / "cocobu_box_vec")
     zero, preds_zero = evaluate(rl_dir, "xe", toy, zero_grid_copy(toy / "cocobu_box_vec", out / "box_vec_zero"))

@@ -187,3 +187,28 @@ def test_torchrun_two_processes(toy_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     infos = pickle.loads((tmp_path / "c" / "infos_ddp.pkl").read_bytes())
     assert infos["iter"] == 3 and (tmp_path / "c" / "model-best.pth").exists()
+
+
+@pytest.mark.slow
+def test_zeroing_grid_vectors_hurts(tmp_path_factory, tmp_path):
+    """The grid encoding does real work: on the default toy set (1500 images) a 400-iteration run states the relation
+    right far above chance, and zeroing every box_vec lowers CIDEr-D clearly. Dot-product cross attention: the
+    single-head X-Linear block had not started using the geometry after 400 iterations (relations at chance)."""
+    from toydata import cocotalk
+
+    toy = tmp_path_factory.mktemp("toy1500")
+    cocotalk.write(toy, seed=0, size=1500)
+    zero = tmp_path / "zero"
+    zero.mkdir()
+    for f in (toy / "cocobu_box_vec").glob("*.npy"):
+        np.save(zero / f.name, np.zeros_like(np.load(f)))
+    ckpt = tmp_path / "ck"
+    argv = ["--id", "g", "--checkpoint_path", str(ckpt), *data_args(toy), "--num_layers", "2",
+            "--input_encoding_size", "128", "--ff_size", "256", "--num_grids", "144", "--dropout", "0.0",
+            "--device", "cpu", "--batch_size", "16", "--tensorboard", "0", "--cross_attn", "dot-product",
+            "--noamopt", "--noamopt_warmup", "100", "--noamopt_factor", "0.3", "--max_iters", "400",
+            "--max_epochs", "1000", "--save_checkpoint_every", "100000", "--perform_validation_every", "100000"]
+    train_script.train(opts.parse_opt(argv))
+    with_grid = cider_d_of(ckpt, "g", toy, tmp_path)
+    without = cider_d_of(ckpt, "g", toy, tmp_path, grid_dir=zero)
+    assert with_grid > without + 0.3, (with_grid, without)
