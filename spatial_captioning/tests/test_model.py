@@ -2,7 +2,6 @@
 import math
 from pathlib import Path
 
-import pytest
 import torch
 import torch.nn.functional as F
 
