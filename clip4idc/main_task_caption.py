@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 from caption_eval import load_gt, score_parts
 from dataloaders.data_dataloaders import DATALOADER_DICT
-from engine import generate_captions, prep_optimizer, train_one_epoch
+from engine import caption_cross_entropy, generate_captions, prep_optimizer, train_one_epoch
 from errors import run_cli
 from modules.build import build_model, build_tokenizer, freeze_clip
 from params import parse_args
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info("Test split (%d pairs):", test_length)
         summary["test"] = evaluate(model, test_loader, test_gts, tokenizer, device, args,
                                    "test" if args.do_train else "eval")
+        summary["token_ce"] = caption_cross_entropy(model, test_loader, device, args.datatype)
+        logger.info("teacher-forced token cross-entropy of the test change captions: %.4f", summary["token_ce"])
         save_atomic(summary, os.path.join(args.output_dir, "results.json"))
     return summary
 

@@ -1,14 +1,15 @@
 """Toy image-difference captioning data in the Spot-the-Diff and CLEVR-Change on-disk layouts (for clip4idc).
 
 Every pair is a rendered scene before and after exactly one change (toydata.scene.apply_change: add, remove, move or
-recolour). The CLEVR layout also has, for every pair, a distractor "after" image in which every object is shifted by at
-most two pixels (the viewpoint-only change of CLEVR-Change) described by no-change captions.
+recolour). The CLEVR layout also has, for every pair, a distractor "after" image: the same scene under a global lighting
+change (brightness scaled by 0.85-0.93 or 1.07-1.15), standing in for CLEVR-Change's viewpoint/illumination-only
+distractors, described by no-change captions.
 
 Written under ``--out``::
 
-    spot/images/<img_id>.png, <img_id>_2.png          before / after
-    spot/{train,val,test}.json                          [{"img_id": "7", "sentences": [...]}, ...] (ids repeat)
-    spot/reformat_{train,val,test}.json                 one entry per img_id, sentences concatenated in order
+    spot-the-diff/images/<img_id>.png, <img_id>_2.png          before / after
+    spot-the-diff/{train,val,test}.json                          [{"img_id": "7", "sentences": [...]}, ...] (ids repeat)
+    spot-the-diff/reformat_{train,val,test}.json                 one entry per img_id, sentences concatenated in order
     clevr_change/data/images/CLEVR_default_NNNNNN.png   before
     clevr_change/data/sc_images/CLEVR_semantic_NNNNNN.png, nsc_images/CLEVR_nonsemantic_NNNNNN.png
     clevr_change/data/splits.json                       {"train": [int, ...], "val": [...], "test": [...]}
@@ -54,7 +55,7 @@ GT_INFO = {k: "dummy" for k in ("contributor", "date_created", "description", "u
 class Pair:
     before: Scene
     after: Scene
-    distractor: Scene
+    distractor_gain: float
     kind: str
     captions: list[str]
 
@@ -65,15 +66,9 @@ def change_captions(change: dict) -> list[str]:
     return [t.format(**fields) for t in CHANGE_TEMPLATES[change["kind"]]]
 
 
-def jitter(scene: Scene, rng: np.random.Generator) -> Scene:
-    """Every object shifted by at most 2 px, kept inside the image: a viewpoint-only (no semantic) change."""
-    moved = []
-    for o in scene.objects:
-        dx, dy = rng.integers(-2, 3, size=2)
-        cx = float(np.clip(o.cx + dx, o.radius + 1, scene.width - o.radius - 1))
-        cy = float(np.clip(o.cy + dy, o.radius + 1, scene.height - o.radius - 1))
-        moved.append(dataclasses.replace(o, cx=cx, cy=cy))
-    return dataclasses.replace(scene, objects=tuple(moved))
+def lighting_gain(rng: np.random.Generator) -> float:
+    """A brightness factor clearly away from 1: the distractor's only (non-semantic) change."""
+    return float(rng.choice([-1.0, 1.0]) * rng.uniform(0.07, 0.15) + 1.0)
 
 
 def sample_pair(rng: np.random.Generator, kind: str) -> Pair:
@@ -83,11 +78,14 @@ def sample_pair(rng: np.random.Generator, kind: str) -> Pair:
             after, change = apply_change(before, rng, kind)
         except ValueError:
             continue
-        return Pair(before, after, jitter(before, rng), kind, change_captions(change))
+        return Pair(before, after, lighting_gain(rng), kind, change_captions(change))
 
 
-def save_png(scene: Scene, path: Path) -> None:
-    Image.fromarray(render(scene)[0]).save(path)
+def save_png(scene: Scene, path: Path, gain: float = 1.0) -> None:
+    image = render(scene)[0]
+    if gain != 1.0:
+        image = np.clip(image.astype(np.float32) * gain, 0, 255).round().astype(np.uint8)
+    Image.fromarray(image).save(path)
 
 
 def write_json(obj, path: Path) -> None:
@@ -159,7 +157,7 @@ def write_clevr(root: Path, pairs: dict[str, list[Pair]]) -> tuple[dict, dict]:
             name = f"CLEVR_default_{number:06d}.png"
             save_png(pair.before, root / "images" / name)
             save_png(pair.after, root / "sc_images" / name.replace("default", "semantic"))
-            save_png(pair.distractor, root / "nsc_images" / name.replace("default", "nonsemantic"))
+            save_png(pair.before, root / "nsc_images" / name.replace("default", "nonsemantic"), pair.distractor_gain)
             change[name] = pair.captions
             no_change[name] = list(NO_CHANGE_CAPTIONS)
             types[TYPE_NAMES[pair.kind]].append(f"{number:06d}.png")
@@ -179,7 +177,7 @@ def write(out: Path, seed: int = 0, size: int = 256) -> None:
         split: [sample_pair(rng, CHANGE_KINDS[i % len(CHANGE_KINDS)]) for i in range(n)]
         for split, n in split_sizes(size).items()
     }
-    test_raw = write_spot(out / "spot", pairs, rng)
+    test_raw = write_spot(out / "spot-the-diff", pairs, rng)
     change, no_change = write_clevr(out / "clevr_change" / "data", pairs)
     gt_dir = out / "gt"
     gt_dir.mkdir(parents=True, exist_ok=True)

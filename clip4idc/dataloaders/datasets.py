@@ -189,8 +189,11 @@ DATASETS = {
 def corpus_sentences(datatype: str, data_path: str) -> list[str]:
     """Every caption of every split (the compact vocabulary is built from these)."""
     if datatype == "spot":
-        return [s for subset in SUBSETS for item in load_json(os.path.join(data_path, f"reformat_{subset}.json"))
-                for s in item["sentences"]]
+        sentences = []
+        for subset in SUBSETS:
+            path = os.path.join(data_path, f"reformat_{subset}.json")
+            sentences += [s for item in load_json(path) for s in field(item, "sentences", path)]
+        return sentences
     sentences = []
     for name in ("change_captions.json", "no_change_captions.json"):
         sentences += [s for caps in load_json(os.path.join(data_path, name)).values() for s in caps]

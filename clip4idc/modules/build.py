@@ -71,6 +71,10 @@ def build_model(args, tokenizer: ClipTokenizer, fp16: bool) -> CLIP4IDC:
         cfg = config_from_state_dict(clip_state)
         for key, value in clip_state.items():
             state.setdefault("clip." + key, value.clone())
+    if cfg.image_resolution != args.image_resolution:
+        logger.info("image resolution %d (from the weights) replaces --image_resolution %d", cfg.image_resolution,
+                    args.image_resolution)
+        args.image_resolution = cfg.image_resolution  # the loaders resize to what the visual tower expects
     if cfg.vocab_size != len(tokenizer):
         raise VocabularyError(
             f"the CLIP token table has {cfg.vocab_size} rows but the tokenizer has {len(tokenizer)} tokens "
@@ -96,10 +100,11 @@ def load_non_strict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> N
             raise CheckpointError(f"checkpoint key {key} has shape {tuple(value.shape)}, the model expects "
                                   f"{tuple(own[key].shape)} (check --clip_* sizes, --compact_vocab, --decoder_model)")
     result = model.load_state_dict(state, strict=False)
-    if result.missing_keys:
-        logger.info("Weights of CLIP4IDC not initialized from pretrained model: %s", ", ".join(result.missing_keys))
-    if result.unexpected_keys:
-        logger.info("Weights from pretrained model not used in CLIP4IDC: %s", ", ".join(result.unexpected_keys))
+    for what, keys in (("not initialized from pretrained model", result.missing_keys),
+                       ("from pretrained model not used", result.unexpected_keys)):
+        if keys:
+            logger.info("Weights of CLIP4IDC %s: %d keys (%s%s)", what, len(keys), ", ".join(keys[:4]),
+                        ", ..." if len(keys) > 4 else "")
 
 
 TOP_PARAMS = ("ln_final.", "text_projection", "logit_scale", "visual.ln_post.", "visual.proj",

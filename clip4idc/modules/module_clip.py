@@ -10,7 +10,7 @@ from torch import nn
 
 _MODELS = {
     "ViT-B/32": "https://openaipublic.azureedge.net/clip/models/"
-    "40d3657591fc7e95c5a4ebbf6bd8f5ec2dc2aa0e1d33d0fe9a8dc1c5a0ba950af/ViT-B-32.pt",
+    "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
 }
 _PT_NAME = {"ViT-B/32": "ViT-B-32.pt"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import html
+import importlib.util
 import os
 from functools import lru_cache
 from typing import Iterable
@@ -20,9 +21,9 @@ class VocabularyError(ValueError):
 
 def default_bpe() -> str:
     """The BPE merges file of the installed open_clip_torch wheel (byte-identical to OpenAI's)."""
-    import open_clip
-
-    path = os.path.join(os.path.dirname(open_clip.__file__), "bpe_simple_vocab_16e6.txt.gz")
+    spec = importlib.util.find_spec("open_clip")  # located, not imported (importing open_clip is slow)
+    folder = list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else ""
+    path = os.path.join(folder, "bpe_simple_vocab_16e6.txt.gz")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"BPE vocabulary not found at {path}: pip install open_clip_torch")
     return path

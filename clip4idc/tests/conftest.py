@@ -54,5 +54,6 @@ def clevr_args(root: Path, out: Path) -> list[str]:
 
 
 def spot_args(root: Path, out: Path) -> list[str]:
-    return ["--datatype", "spot", "--data_path", str(root / "spot"), "--features_path", str(root / "spot" / "images"),
+    spot = root / "spot-the-diff"
+    return ["--datatype", "spot", "--data_path", str(spot), "--features_path", str(spot / "images"),
             "--output_dir", str(out)] + SMALL_MODEL

@@ -166,3 +166,19 @@ def test_fp16_storage_matches_the_original_split():
     with torch.device("meta"):
         big = CLIP4IDC(ClipConfig(), "caption", DecoderConfig(), fp16=True)
     assert sum(v.dtype == torch.float16 for v in big.state_dict().values()) == 195
+
+
+def test_bf16_autocast_alternative_runs_close_to_fp32():
+    """--precision bf16: fp32 weights under bf16 autocast give a loss close to the fp32 one (CPU autocast here)."""
+    from util import autocast
+
+    torch.manual_seed(0)
+    model = CLIP4IDC(small_clip_cfg(), "retrieval", intra_layers=1)
+    ids = torch.randint(1, 30, (4, 1, 8))
+    ids[..., -1] = 39
+    bef, aft = torch.randn(4, 1, 3, 32, 32), torch.randn(4, 1, 3, 32, 32)
+    fp32 = model(ids, bef, aft)
+    with autocast("bf16", torch.device("cpu")):
+        bf16 = model(ids, bef, aft)
+    assert model.clip.visual.conv1.weight.dtype == torch.float32
+    assert torch.isfinite(bf16) and abs(float(bf16) - float(fp32)) < 0.05 * float(fp32)
