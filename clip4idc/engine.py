@@ -20,22 +20,31 @@ logger = logging.getLogger(__name__)
 NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")  # CLIP's ln_*.weight therefore is decayed
 
 
-def prep_optimizer(model: CLIP4IDC, task_type: str, lr: float, coef_lr: float, warmup: float,
-                   t_total: int) -> BertAdam:
-    """Stage 1: warmup_cosine, betas (0.9, 0.98), decay 0.2, CLIP at lr·coef_lr, pair params at lr.
-    Stage 2: warmup_linear, betas (0.9, 0.999), decay 0.01, clip.* at lr·coef_lr, decoder.* at lr."""
+PAIR_PARAMS = ("clip.visual.ln_mid", "clip.visual.joint_positional_embedding", "clip.visual.bef_embedding",
+               "clip.visual.aft_embedding")
+
+
+def in_clip_group(name: str, task_type: str) -> bool:
+    """Parameters trained at lr·coef_lr: every clip.* one, except (stage 1 only) the four new pair parameters."""
     if task_type == "retrieval":
-        is_clip = lambda n: "clip." in n and not any(p in n for p in ("bef_embedding", "aft_embedding",  # noqa: E731
-                                                                      "joint_positional_embedding", "ln_mid"))
+        return "clip." in name and not any(p in name for p in PAIR_PARAMS)
+    return "clip." in name
+
+
+def prep_optimizer(model: CLIP4IDC, task_type: str, lr: float, coef_lr: float, warmup: float,
+                   t_total: float) -> BertAdam:
+    """Stage 1: warmup_cosine, betas (0.9, 0.98), decay 0.2; stage 2: warmup_linear, betas (0.9, 0.999), decay 0.01.
+    Groups in the original's order: decay/clip, decay/rest, no-decay/clip, no-decay/rest."""
+    if task_type == "retrieval":
         weight_decay, schedule, b2 = 0.2, "warmup_cosine", 0.98
     else:
-        is_clip = lambda n: "clip." in n  # noqa: E731
         weight_decay, schedule, b2 = 0.01, "warmup_linear", 0.999
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = []
     for decay in (True, False):
         for clip_part in (True, False):
-            params = [p for n, p in named if (not any(nd in n for nd in NO_DECAY)) == decay and is_clip(n) == clip_part]
+            params = [p for n, p in named
+                      if (not any(nd in n for nd in NO_DECAY)) == decay and in_clip_group(n, task_type) == clip_part]
             group = {"params": params, "weight_decay": weight_decay if decay else 0.0}
             if clip_part:
                 group["lr"] = lr * coef_lr

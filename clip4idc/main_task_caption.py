@@ -29,7 +29,7 @@ def split_references(dataset) -> dict[str, list[str]]:
     return gts
 
 
-def evaluate(model, loader, gts, tokenizer, device, args, tag) -> dict:
+def evaluate(model, loader, gts, tokenizer, device, args, tag, draw: bool = False) -> dict:
     """Greedy captions -> hyp_ep_<tag>.json (atomic) -> scores (total, and sc/nsc parts)."""
     results = generate_captions(model, loader, tokenizer, device, args.precision, args.max_words, args.datatype)
     save_atomic(results, os.path.join(args.output_dir, f"hyp_ep_{tag}.json"))
@@ -39,7 +39,7 @@ def evaluate(model, loader, gts, tokenizer, device, args, tag) -> dict:
                     s["Bleu_3"], s["Bleu_4"])
         logger.info(">>>  [%s] METEOR: %.4f, ROUGE_L: %.4f, CIDEr: %.4f", part, s.get("METEOR", float("nan")),
                     s["ROUGE_L"], s["CIDEr"])
-    if args.save_vis:
+    if draw and args.save_vis:
         from visualize import save_pair_figures
 
         save_pair_figures(loader.dataset, results, gts, args.save_vis, args.vis_num)
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rank == 0:
         logger.info("Test split (%d pairs):", test_length)
         summary["test"] = evaluate(model, test_loader, test_gts, tokenizer, device, args,
-                                   "test" if args.do_train else "eval")
+                                   "test" if args.do_train else "eval", draw=True)
         summary["token_ce"] = caption_cross_entropy(model, test_loader, device, args.datatype)
         logger.info("teacher-forced token cross-entropy of the test change captions: %.4f", summary["token_ce"])
         save_atomic(summary, os.path.join(args.output_dir, "results.json"))

@@ -36,7 +36,7 @@ def save_pair_figures(dataset, results: list[dict], gts: dict[str, list[str]], o
         text = f"generated: {captions.get(name, '')}\nreference: {refs}"
         fig.text(0.02, 0.02, "\n".join(textwrap.wrap(text, 80)), fontsize=8, va="bottom")
         fig.subplots_adjust(bottom=0.3)
-        path = os.path.join(out_dir, f"{name.replace('/', '_')}.png")
+        path = os.path.join(out_dir, f"{os.path.splitext(name)[0].replace('/', '_')}.png")
         fig.savefig(path, dpi=80)
         plt.close(fig)
         paths.append(path)

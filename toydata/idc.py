@@ -2,7 +2,7 @@
 
 Every pair is a rendered scene before and after exactly one change (toydata.scene.apply_change: add, remove, move or
 recolour). The CLEVR layout also has, for every pair, a distractor "after" image: the same scene under a global lighting
-change (brightness scaled by 0.85-0.93 or 1.07-1.15), standing in for CLEVR-Change's viewpoint/illumination-only
+change (brightness scaled by 0.96-0.98 or 1.02-1.04), standing in for CLEVR-Change's subtle viewpoint/illumination-only
 distractors, described by no-change captions.
 
 Written under ``--out``::
@@ -67,8 +67,8 @@ def change_captions(change: dict) -> list[str]:
 
 
 def lighting_gain(rng: np.random.Generator) -> float:
-    """A brightness factor clearly away from 1: the distractor's only (non-semantic) change."""
-    return float(rng.choice([-1.0, 1.0]) * rng.uniform(0.07, 0.15) + 1.0)
+    """A brightness factor slightly away from 1: the distractor's only (non-semantic) change."""
+    return float(rng.choice([-1.0, 1.0]) * rng.uniform(0.02, 0.04) + 1.0)
 
 
 def sample_pair(rng: np.random.Generator, kind: str) -> Pair:

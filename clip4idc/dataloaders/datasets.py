@@ -131,12 +131,13 @@ class ClevrDataset(PairDataset):
 class RetrievalMixin:
     """(ids, mask, segment, before, after, pair_mask) per sentence."""
 
+    def retrieval_pair(self, pair: int):
+        return self.pair_images(pair)
+
     def __getitem__(self, idx: int):
         pair, caption = self.samples[idx]
         ids, mask, seg = text_input(self.tokenizer, caption, self.max_words)
-        bef, aft = self.pair_images(pair)
-        if isinstance(self, ClevrDataset) and self.subset == "train" and random.random() < 0.5:
-            bef = self.distractor_image(pair)  # the original pairs the distractor "before" with the semantic "after"
+        bef, aft = self.retrieval_pair(pair)
         return ids, mask, seg, bef, aft, np.ones(2, dtype=np.int64)
 
 
@@ -145,7 +146,11 @@ class SpotRetrievalDataset(RetrievalMixin, SpotDataset):
 
 
 class ClevrRetrievalDataset(RetrievalMixin, ClevrDataset):
-    pass
+    def retrieval_pair(self, pair: int):
+        bef, aft = self.pair_images(pair)
+        if self.subset == "train" and random.random() < 0.5:
+            bef = self.distractor_image(pair)  # the original pairs the distractor "before" with the semantic "after"
+        return bef, aft
 
 
 class SpotCaptionDataset(SpotDataset):
