@@ -8,7 +8,7 @@ import os
 import torch
 
 from modules.modeling import CLIP4IDC
-from modules.module_clip import (ClipArchiveError, ClipConfig, archive_path, config_from_state_dict,
+from modules.module_clip import (ClipConfig, archive_path, config_from_state_dict,
                                  load_clip_state_dict)
 from modules.module_decoder import DecoderConfig
 from modules.tokenization_clip import ClipTokenizer, VocabularyError
