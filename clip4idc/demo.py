@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--toy", required=True, help="toy root written by python -m toydata.idc")
     parser.add_argument("--out", required=True)
     parser.add_argument("--retrieval_epochs", type=int, default=3)
-    parser.add_argument("--caption_epochs", type=int, default=8)
+    parser.add_argument("--caption_epochs", type=int, default=6)
     args = parser.parse_args()
     start = time.time()
     data = os.path.join(args.toy, "clevr_change", "data")

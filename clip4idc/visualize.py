@@ -32,9 +32,9 @@ def save_pair_figures(dataset, results: list[dict], gts: dict[str, list[str]], o
             ax.imshow(to_display(image))
             ax.set_title(title)
             ax.axis("off")
-        refs = "; ".join(gts.get(name, [])[:3])
-        text = f"generated: {captions.get(name, '')}\nreference: {refs}"
-        fig.text(0.02, 0.02, "\n".join(textwrap.wrap(text, 80)), fontsize=8, va="bottom")
+        lines = textwrap.wrap(f"generated: {captions.get(name, '')}", 80)
+        lines += textwrap.wrap(f"reference: {'; '.join(gts.get(name, [])[:3])}", 80)
+        fig.text(0.02, 0.02, "\n".join(lines), fontsize=8, va="bottom")
         fig.subplots_adjust(bottom=0.3)
         path = os.path.join(out_dir, f"{os.path.splitext(name)[0].replace('/', '_')}.png")
         fig.savefig(path, dpi=80)
