@@ -94,7 +94,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: BertAdam, device: torch
             if global_step % args.n_display == 0 and args.rank == 0:
                 lrs = "-".join(f"{lr:.9f}" for lr in sorted(set(optimizer.get_lr())))
                 logger.info("Epoch: %d/%s, Step: %d/%d, Lr: %s, Loss: %f, Time/step: %f", epoch + 1, args.epochs,
-                            step + 1, len(loader), lrs, float(loss),
+                            step + 1, len(loader), lrs, loss.item(),
                             (time.time() - start) / (args.n_display * args.gradient_accumulation_steps))
                 start = time.time()
     return total / max(1, len(loader)), global_step
