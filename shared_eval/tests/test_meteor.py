@@ -1,0 +1,28 @@
+"""METEOR through the long-lived JVM (one per session: the `meteor` fixture)."""
+
+import pytest
+
+
+def test_demo_meteor_equals_pycocoevalcap(meteor, tokenized_sets):
+    gts, res = tokenized_sets["coco_demo"]
+    corpus, items = meteor.compute_score(gts, res)
+    # pycocoevalcap 1.2 + OpenJDK 17 on the coco-caption demo (shared_eval spec, section 9)
+    assert corpus == 0.19525467177780284
+    assert len(items) == len(gts)
+    assert abs(sum(items) / len(items) - 0.200233) < 5e-7  # the item mean differs from the corpus score
+
+
+def test_meteor_reuses_one_jvm(meteor, tokenized_sets):
+    from shared_eval.captions import Meteor
+
+    assert Meteor()._proc is meteor._proc
+    gts, res = tokenized_sets["aac1"]
+    first = meteor.compute_score(gts, res)
+    assert Meteor().compute_score(gts, res) == first
+
+
+def test_meteor_rejects_bad_input(meteor):
+    with pytest.raises(ValueError):
+        meteor.compute_score({1: ["a dog"]}, {2: ["a dog"]})
+    with pytest.raises(ValueError):
+        meteor.compute_score({1: ["a dog"]}, {1: ["a dog", "two"]})

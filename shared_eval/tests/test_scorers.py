@@ -1,0 +1,84 @@
+"""BLEU, ROUGE-L and CIDEr-D against pycocoevalcap on real caption corpora."""
+
+import numpy as np
+import pytest
+from pycocoevalcap.bleu.bleu import Bleu as RefBleu
+from pycocoevalcap.cider.cider import Cider as RefCider
+from pycocoevalcap.rouge.rouge import Rouge as RefRouge
+
+from shared_eval.captions import Bleu, Cider, CiderD, Rouge
+from shared_eval.cider import document_frequency
+
+SETS = ["coco_demo", "abstractB0", "abstractC1", "aac1", "aac2", "spot"]
+TOL = 1e-9
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_bleu_matches_pycocoevalcap(name, tokenized_sets):
+    gts, res = tokenized_sets[name]
+    ours, ours_items = Bleu(4).compute_score(gts, res)
+    ref, ref_items = RefBleu(4).compute_score(gts, res, verbose=0)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=TOL)
+    np.testing.assert_allclose(np.array(ours_items), np.array(ref_items), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_rouge_matches_pycocoevalcap(name, tokenized_sets):
+    gts, res = tokenized_sets[name]
+    ours, ours_items = Rouge().compute_score(gts, res)
+    ref, ref_items = RefRouge().compute_score(gts, res)
+    assert abs(ours - ref) <= TOL
+    np.testing.assert_allclose(ours_items, ref_items, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_cider_matches_pycocoevalcap(name, tokenized_sets):
+    gts, res = tokenized_sets[name]
+    ours, ours_items = Cider().compute_score(gts, res)
+    ref, ref_items = RefCider().compute_score(gts, res)
+    assert abs(ours - ref) <= TOL
+    np.testing.assert_allclose(ours_items, ref_items, rtol=0, atol=TOL)
+
+
+def test_demo_numbers_bit_identical(tokenized_sets):
+    """The coco-caption demo numbers, to the last bit (BLEU, ROUGE-L, CIDEr-D)."""
+    gts, res = tokenized_sets["coco_demo"]
+    bleu, _ = Bleu(4).compute_score(gts, res)
+    assert bleu == [0.5793995754573356, 0.40439129741018104, 0.2785363856619147, 0.1908290437674253]
+    assert Rouge().compute_score(gts, res)[0] == 0.39625269357570847
+    assert Cider().compute_score(gts, res)[0] == 0.5997905185184199
+
+
+def test_cider_d_corpus_df_equals_cider(tokenized_sets):
+    """CiderD with df built from the call's own references is exactly coco-caption's CIDEr."""
+    gts, res = tokenized_sets["coco_demo"]
+    keys = list(gts)
+    scorer = CiderD.from_references([gts[k] for k in keys])
+    scores = scorer.score([res[k][0] for k in keys], [gts[k] for k in keys])
+    _, ref_items = RefCider().compute_score(gts, res)
+    np.testing.assert_array_equal(scores, ref_items)
+    # a second batch reuses the cached reference vectors and gives the same numbers
+    np.testing.assert_array_equal(scorer.score([res[k][0] for k in keys], [gts[k] for k in keys]), ref_items)
+
+
+def test_cider_d_external_df_matches_cider_scorer(tokenized_sets):
+    """Cached df from a training corpus: equal to pycocoevalcap's CiderScorer over that corpus.
+
+    CiderScorer's df and N come from all of its items' references, so candidates scored against the first
+    100 training reference sets inside a CiderScorer holding all 912 training items must equal CiderD
+    built once from the 912 reference sets.
+    """
+    from pycocoevalcap.cider.cider_scorer import CiderScorer
+
+    train_gts, train_res = tokenized_sets["aac2"]
+    _, cand_res = tokenized_sets["aac1"]
+    train_keys, cand_keys = list(train_gts), list(cand_res)[:100]
+    scorer = CiderD.from_references([train_gts[k] for k in train_keys])
+    ours = scorer.score([cand_res[k][0] for k in cand_keys], [train_gts[k] for k in train_keys[:100]])
+
+    ref = CiderScorer(n=4, sigma=6.0)
+    for i, k in enumerate(train_keys):
+        hyp = cand_res[cand_keys[i]][0] if i < 100 else train_res[k][0]
+        ref += (hyp, train_gts[k])
+    _, ref_items = ref.compute_score()
+    np.testing.assert_array_equal(ours, ref_items[:100])
