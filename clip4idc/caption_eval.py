@@ -5,6 +5,7 @@ import json
 import os
 
 from dataloaders.rawimage_util import DataError
+from shared_eval.captions import evaluate
 
 
 def load_gt(path: str) -> dict[str, list[str]]:
@@ -27,30 +28,7 @@ def score_captions(gts: dict[str, list[str]], results: list[dict], meteor: bool 
     if missing:
         raise DataError(f"hypothesis ids {missing[:3]} are not in the ground truth (wrong --gt_dir or --datatype?)")
     refs = {k: gts[k] for k in res}
-    try:
-        from shared_eval.captions import evaluate
-    except ImportError:  # shared_eval not installed: the same metrics straight from pycocoevalcap
-        return _pycocoevalcap_scores(refs, res, meteor)
     return evaluate(refs, res, meteor=meteor)
-
-
-def _pycocoevalcap_scores(refs: dict, res: dict, meteor: bool) -> dict[str, float]:
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-    tok = PTBTokenizer()
-    gts_t = tok.tokenize({k: [{"caption": c} for c in v] for k, v in refs.items()})
-    res_t = tok.tokenize({k: [{"caption": c} for c in v] for k, v in res.items()})
-    out = dict(zip(["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"], Bleu(4).compute_score(gts_t, res_t, verbose=0)[0]))
-    if meteor:
-        from pycocoevalcap.meteor.meteor import Meteor
-
-        out["METEOR"] = Meteor().compute_score(gts_t, res_t)[0]
-    out["ROUGE_L"] = Rouge().compute_score(gts_t, res_t)[0]
-    out["CIDEr"] = Cider().compute_score(gts_t, res_t)[0]
-    return {k: float(v) for k, v in out.items()}
 
 
 def score_parts(gts: dict[str, list[str]], results: list[dict], meteor: bool = True) -> dict[str, dict[str, float]]:
