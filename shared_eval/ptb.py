@@ -289,7 +289,7 @@ def _build_rules() -> list[tuple[_Rule, re.Pattern]]:
         (r"[A-Z]*\$|#", "", "[A-Z$#]", "get", _ident),
         ("[\u00A2\u00A3\u00A4\u00A5\u0080\u20A0\u20AC\u060B\u0E3F\u20A4\uFFE0\uFFE1\uFFE5\uFFE6]", "",
          "[\u00A2\u00A3\u00A4\u00A5\u0080\u20A0\u20AC\u060B\u0E3F\u20A4\uFFE0\uFFE1\uFFE5\uFFE6]", "get", _currency),
-        (x(r"{ACRO}\."), x("{SPACENL}+" + _ACRONYM_NEXT + "{SPACENL}"), "[A-Za-z]", "acronym", _ident),
+        (x(r"{ACRO}\."), x("{SPACENL}+(?:" + _ACRONYM_NEXT + "|{SGML}){SPACENL}"), "[A-Za-z]", "acronym", _ident),
         (_M["ABBREV3"], x("{SPACENL}?{DIGIT}"), "[cCfFpPnNaAbBoO]", "get", _ident),
         (_ci(r"(?:pt[eyEY]|co)\."), x("{SPACE}") + _ci("(?:ltd|lim)"), "[pPcC]", "get", _ident),
         (_M["ABBREV1"], x(f"{{SPACENL}}(?:{{SPACENL}}|[{_UUPPER}]|{{SGML}})"), "[A-Za-z]", "abbrev", _ident),
@@ -299,7 +299,7 @@ def _build_rules() -> list[tuple[_Rule, re.Pattern]]:
         (_M["ABBREV4"], x("{SPACE}"), "[A-Za-z]", "get", _ident),
         (_M["ACRO"], x("{SPACENL}"), "[A-Za-z]", "get", _ident),
         (x("{APOS}[0-9][0-9]"), x("{SPACENL}"), "['\u0092\u2019&]", "get", _ident),
-        (x(f"{{LD}}+(?:\\.{{LD}}+)*\\.(?:{_M['FILENAME_EXT']})"), x("{SPACENL}|[.?!,]"), LD, "get", _ident),
+        (x(f"{{LD}}+(?:\\.{{LD}}+)*\\." + _ci(f"(?:{_M['FILENAME_EXT']})")), x("{SPACENL}|[.?!,]"), LD, "get", _ident),
         (x(r"{WORD}\."), x("{INSENTP}"), L, "get", _soft),
         ("(?:\\([0-9]{2,3}\\)[ \u00A0]?|(?:\\+\\+?)?(?:[0-9]{2,4}[\\- \u00A0])?[0-9]{2,4}[\\- \u00A0])[0-9]{3,4}"
          "[\\- \u00A0]?[0-9]{3,5}|(?:(?:\\+\\+?)?[0-9]{2,4}\\.)?[0-9]{2,4}\\.[0-9]{3,4}\\.[0-9]{3,5}", "", "[(+0-9]",
@@ -310,7 +310,8 @@ def _build_rules() -> list[tuple[_Rule, re.Pattern]]:
         ("<|" + _ci("&lt;"), "", "[<&]", "get", lambda t: "<"),
         (">|" + _ci("&gt;"), "", "[>&]", "get", lambda t: ">"),
         (_M["SMILEY"], "[^A-Za-z0-9]", "[<>:;=]", "get", _parens),
-        (r"[\^x=~<>]\.[\^x=~<>]|[\-\^x=~<>']_[\-\^x=~<>']|\([\-\^x=~<>'][_.]?[\-\^x=~<>']\)"
+        # the first alternative reproduces the original's escaped "\\[": a literal ".[^x=~<>]" sequence
+        (r"[\^x=~<>]\." + _ci(r"\[\^x=~<>\]") + r"|[\-\^x=~<>']_[\-\^x=~<>']|\([\-\^x=~<>'][_.]?[\-\^x=~<>']\)"
          r"|\([\^x=~<>']-[\^x=~<>'`]\)", "", r"[\^x=~<>\-'(]", "get", _parens),
         (r"\{", "", r"\{", "get", lambda t: "-LCB-"),
         (r"\}", "", r"\}", "get", lambda t: "-RCB-"),
@@ -432,8 +433,17 @@ _NON_BMP = re.compile("[\U00010000-\U0010FFFF]")
 
 
 def _java_chars(text: str) -> str:
-    """Java sees a character outside the BMP as two surrogates, both untokenizable (deleted)."""
-    return _NON_BMP.sub("\uFFFF\uFFFF", text) if not text.isascii() else text
+    """Java's view of the text: a character outside the BMP becomes its two UTF-16 surrogates."""
+    if text.isascii() or not _NON_BMP.search(text):
+        return text
+    return text.encode("utf-16-le").decode("utf-16-le", "surrogatepass")
+
+
+def _python_chars(token: str) -> str:
+    """Re-join surrogate pairs kept inside a token (URLs and e-mails may contain emoji)."""
+    if not any("\ud800" <= ch <= "\udfff" for ch in token):
+        return token
+    return token.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def tokenize_line(caption: str, right_context: str = "") -> list[str]:
@@ -447,7 +457,7 @@ def tokenize_line(caption: str, right_context: str = "") -> list[str]:
     if "<" in caption or "&" in caption:
         text = caption + _java_chars(right_context)
         toks, _ = lexer.tokens(text, len(caption))
-        return [t.lower() for t in toks]
+        return [_python_chars(t).lower() for t in toks]
     chunks = caption.split(" ")
     starts = []
     p = 0
@@ -472,7 +482,7 @@ def tokenize_line(caption: str, right_context: str = "") -> list[str]:
             text = caption + _java_chars(right_context)
             simple_starts = {starts[k] for k in range(n) if simple[k]}
         toks, pos = lexer.tokens(text, len(caption), starts[i], simple_starts.__contains__)
-        out.extend(t.lower() for t in toks)
+        out.extend(_python_chars(t).lower() for t in toks)
         # continue with the chunk starting at pos (pos is at a simple chunk start or at the end)
         while i < n and starts[i] < pos:
             i += 1
