@@ -496,19 +496,43 @@ def _drop_punctuation(tokens: Iterable[str]) -> str:
 
 
 def _clean(captions: Sequence[str]) -> list[str]:
-    cleaned = []
-    shifted = 0
     for c in captions:
         if not isinstance(c, str):
             raise TypeError(f"captions must be str, got {type(c).__name__}: {c!r}")
-        new = _LINE_BREAK_RE.sub(" ", c)
-        if new is not c and any(ch in c for ch in JAVA_LINE_BREAKS):
-            shifted += 1
-        cleaned.append(new)
+    if not _LINE_BREAK_RE.search("".join(captions)):
+        return list(captions)
+    shifted = sum(1 for c in captions if any(ch in c for ch in JAVA_LINE_BREAKS))
     if shifted:
         logger.warning("%d caption(s) contain \\r, \\v, \\f, U+2028 or U+2029: treated as spaces (the Java "
                        "PTBTokenizer would split them into extra lines and misalign every later caption)", shifted)
-    return cleaned
+    return [_LINE_BREAK_RE.sub(" ", c) for c in captions]
+
+
+# Fast path: letters, spaces and commas, optionally one final period. Such a caption tokenizes to its
+# lowercased letter runs unless it holds a split assimilation ("cannot", "gonna"...) or its last word with
+# the period is an abbreviation or one-letter acronym (then the period may stay, depending on what follows).
+_FAST_BODY = re.compile(r"[A-Za-z ,]*")
+_FAST_SPLIT = ("cannot", "gonna", "gotta", "lemme", "gimme", "wanna")
+_ABBREV_END = re.compile(_x(r"(?:{ABBREV1}|(?:{ABBREV4})\.)"))
+
+
+def _fast_tokenize(caption: str) -> str | None:
+    """The tokenized caption when the fast path applies, else None."""
+    body = caption.rstrip(" ")
+    period = body.endswith(".")
+    if period:
+        body = body[:-1]
+    if not _FAST_BODY.fullmatch(body):
+        return None
+    low = body.lower()
+    for w in _FAST_SPLIT:
+        if w in low:
+            return None
+    words = low.replace(",", " ").split()
+    if period and body[-1:].isalpha():  # "word." : is it an abbreviation keeping its period?
+        if _ABBREV_END.fullmatch(body.rsplit(" ", 1)[-1].rsplit(",", 1)[-1] + "."):
+            return None
+    return " ".join(words)
 
 
 def tokenize(captions: Sequence[str]) -> list[str]:
@@ -521,8 +545,11 @@ def tokenize(captions: Sequence[str]) -> list[str]:
     out = []
     last = len(cleaned) - 1
     for i, cap in enumerate(cleaned):
-        ctx = "" if i == last else "\n" + "\n".join(cleaned[i + 1:i + 4])
-        out.append(_drop_punctuation(tokenize_line(cap, ctx)))
+        fast = _fast_tokenize(cap)
+        if fast is None:
+            ctx = "" if i == last else "\n" + "\n".join(cleaned[i + 1:i + 4])
+            fast = _drop_punctuation(tokenize_line(cap, ctx))
+        out.append(fast)
     return out
 
 
