@@ -102,7 +102,7 @@ def run(images: int, refs: int, meteor: bool) -> dict:
     from pycocoevalcap.rouge.rouge import Rouge as RefRouge
 
     gts_raw, res_raw = _demo_inputs(images, refs)
-    rows: list[tuple[str, float, float, bool]] = []
+    rows: list[tuple[str, float, float, bool | None]] = []
 
     # tokenizer (references and results: two calls each, as coco-caption)
     t_ref, (g_ref, r_ref) = _timed(lambda: (_ref_tokenize(gts_raw), _ref_tokenize(res_raw)))
@@ -148,7 +148,6 @@ def run(images: int, refs: int, meteor: bool) -> dict:
     cands, batch_refs = _scst_batch(gts, res)
     scorer = CiderD.from_references(list(gts.values()))
     t_cold, cold = _timed(lambda: scorer.score(cands, batch_refs))
-    t_ours, warm = _timed(lambda: scorer.score(cands, batch_refs))
 
     def ref_batch():
         s = CiderScorer(n=4, sigma=6.0)
@@ -156,16 +155,19 @@ def run(images: int, refs: int, meteor: bool) -> dict:
             s += (c, r)
         return s.compute_score()
 
-    t_ref, _ = _timed(ref_batch)
-    same = np.array_equal(cold, warm)
-    rows.append(("SCST reward, 300 captions (cached refs)", t_ref, t_ours, same))
-    rows.append(("SCST reward, 300 captions (first batch)", t_ref, t_cold, same))
+    # best of 5 on both sides: these runs are short enough for other processes to distort a single one
+    t_ours = min(_timed(lambda: scorer.score(cands, batch_refs))[0] for _ in range(5))
+    t_ref = min(_timed(ref_batch)[0] for _ in range(5))
+    # the numbers differ by design (cached corpus df vs the batch's own df): identical is "n/a"
+    assert np.array_equal(cold, scorer.score(cands, batch_refs))
+    rows.append(("SCST reward, 300 captions (best of 5)", t_ref, t_ours, None))
+    rows.append(("SCST reward, 300 captions (first call)", t_ref, t_cold, None))
 
     width = max(len(r[0]) for r in rows)
     print(f"shared_eval vs pycocoevalcap 1.2: {images} images x {refs} references (coco-caption demo replicated)")
     print(f"{'':{width}}  {'pycocoevalcap':>13}  {'shared_eval':>11}  {'speed-up':>8}  identical")
     for name, a, b, ok in rows:
-        print(f"{name:{width}}  {a:12.3f}s  {b:10.3f}s  {a / b:7.1f}x  {'yes' if ok else 'NO'}")
+        print(f"{name:{width}}  {a:12.3f}s  {b:10.3f}s  {a / b:7.1f}x  {'n/a' if ok is None else 'yes' if ok else 'NO'}")
     return {"images": images, "refs": refs, "cpu_count": os.cpu_count(),
             "rows": [{"what": n, "pycocoevalcap_s": a, "shared_eval_s": b, "speedup": a / b, "identical": ok}
                      for n, a, b, ok in rows]}

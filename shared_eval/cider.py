@@ -237,7 +237,7 @@ class CiderD:
                 raise ValueError(f"candidate {i} has no references")
         if not candidates:
             return np.zeros(0)
-        batch = Batch(candidates, references, self.n)
+        batch = Batch(candidates, references, self.n, share_refs=True)
         return _cider_scores(batch, self._trie.lookup(batch), self._log_ref_len, self.sigma)
 
     def compute_score(self, gts: Mapping, res: Mapping):

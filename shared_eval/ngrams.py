@@ -137,18 +137,34 @@ class NgramTable:
 
 
 class Batch:
-    """Hypotheses and their references as one n-gram table, with the (item, reference) pairs."""
+    """Hypotheses and their references as one n-gram table, with the (item, reference) pairs.
 
-    def __init__(self, hyps: Sequence[str], refs: Sequence[Sequence[str]], n: int):
+    Sentence order in the table: the hypotheses, then the reference lists. With ``share_refs`` identical
+    reference lists (several sampled captions of one image, as in self-critical training) are stored
+    once; ``item_of_sent`` is then unavailable (document frequencies must come from elsewhere).
+    """
+
+    def __init__(self, hyps: Sequence[str], refs: Sequence[Sequence[str]], n: int, share_refs: bool = False):
         self.m = len(hyps)
         self.nref = np.array([len(r) for r in refs], dtype=np.int64)
+        if share_refs:
+            group_of: dict[tuple[str, ...], int] = {}
+            item_group = np.array([group_of.setdefault(tuple(r), len(group_of)) for r in refs], dtype=np.int64)
+            groups = list(group_of)
+        else:
+            item_group = np.arange(self.m, dtype=np.int64)
+            groups = refs
         sentences = list(hyps)
-        for r in refs:
+        for r in groups:
             sentences += r
         self.vocab: dict[str, int] = {}
         tokens, lengths = word_ids(sentences, self.vocab)
         self.table = NgramTable(tokens, lengths, len(self.vocab), n)
+        group_size = np.array([len(r) for r in groups], dtype=np.int64)
+        group_first = self.m + np.concatenate([[0], np.cumsum(group_size)[:-1]]).astype(np.int64)
         self.pair_start = np.concatenate([[0], np.cumsum(self.nref)[:-1]]).astype(np.int64)
         self.pair_item = np.repeat(np.arange(self.m, dtype=np.int64), self.nref)
-        self.pair_ref = self.m + np.arange(int(self.nref.sum()), dtype=np.int64)  # refs follow the hyps in order
-        self.item_of_sent = np.concatenate([np.arange(self.m, dtype=np.int64), self.pair_item])
+        within = np.arange(len(self.pair_item), dtype=np.int64) - self.pair_start[self.pair_item]
+        self.pair_ref = group_first[item_group[self.pair_item]] + within
+        self.item_of_sent = None if share_refs else np.concatenate([np.arange(self.m, dtype=np.int64),
+                                                                     self.pair_item])
