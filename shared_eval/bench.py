@@ -30,13 +30,20 @@ from .spice import spice_dir
 logger = logging.getLogger(__name__)
 
 
+def _results_file() -> Path:
+    """coco-caption's fakecap results: $VLREPRO_CAPTION_EVAL_DATA, else ../shared/data/caption_eval by the repo."""
+    root = Path(__file__).resolve().parent.parent
+    env = os.environ.get("VLREPRO_CAPTION_EVAL_DATA")
+    dirs = ([Path(env)] if env else []) + [p / "shared" / "data" / "caption_eval" for p in (root.parent, root.parent.parent)]
+    for d in dirs:
+        if (d / "captions_val2014_fakecap_results.json").is_file():
+            return d / "captions_val2014_fakecap_results.json"
+    raise SystemExit("bench: captions_val2014_fakecap_results.json not found; set VLREPRO_CAPTION_EVAL_DATA to the "
+                     "folder holding it (shared/data/caption_eval)")
+
+
 def _demo_inputs(images: int, refs: int) -> tuple[dict, dict]:
-    results = Path(__file__).resolve().parent.parent / "shared" / "data" / "caption_eval"
-    candidates = [results, Path("/work/shared/data/caption_eval")]
-    results_file = next((p / "captions_val2014_fakecap_results.json" for p in candidates
-                         if (p / "captions_val2014_fakecap_results.json").is_file()), None)
-    if results_file is None:
-        raise SystemExit("bench: captions_val2014_fakecap_results.json not found (shared/data/caption_eval)")
+    results_file = _results_file()
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(spice_dir() / "spice-1.0.jar") as z:
             ann = Path(z.extract("coco/annotations/captions_val2014.json", tmp))

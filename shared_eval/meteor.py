@@ -133,6 +133,9 @@ atexit.register(shutdown)
 
 def score_line(hypothesis: str, references: Sequence[str]) -> str:
     """coco-caption's SCORE line (``|||`` removed from the hypothesis, then double spaces replaced once)."""
+    for text in (hypothesis, *references):
+        if "\n" in text or "\r" in text:
+            raise ValueError(f"METEOR input must be one line per caption (tokenize it first): {text!r}")
     hypothesis = hypothesis.replace("|||", "").replace("  ", " ")
     return " ||| ".join(("SCORE", " ||| ".join(references), hypothesis))
 

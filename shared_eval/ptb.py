@@ -535,6 +535,19 @@ def _fast_tokenize(caption: str) -> str | None:
     return " ".join(words)
 
 
+def _right_context(captions: Sequence[str], i: int) -> str:
+    """What Java reads after caption i: the following lines up to the first non-blank one, and one more."""
+    if i == len(captions) - 1:
+        return ""
+    parts = []
+    for j in range(i + 1, len(captions)):
+        parts.append(captions[j])
+        if captions[j].strip():
+            parts += captions[j + 1:j + 2]
+            break
+    return "\n" + "\n".join(parts)
+
+
 def tokenize(captions: Sequence[str]) -> list[str]:
     """PTB-tokenize captions exactly as pycocoevalcap's PTBTokenizer does (one output string per caption).
 
@@ -543,12 +556,10 @@ def tokenize(captions: Sequence[str]) -> list[str]:
     """
     cleaned = _clean(captions)
     out = []
-    last = len(cleaned) - 1
     for i, cap in enumerate(cleaned):
         fast = _fast_tokenize(cap)
         if fast is None:
-            ctx = "" if i == last else "\n" + "\n".join(cleaned[i + 1:i + 4])
-            fast = _drop_punctuation(tokenize_line(cap, ctx))
+            fast = _drop_punctuation(tokenize_line(cap, _right_context(cleaned, i)))
         out.append(fast)
     return out
 

@@ -67,6 +67,7 @@ HAND_CASES = [
     "\u201cCurly\u201d and \u2018single\u2019 quotes, it\u2019s", "\u0130stanbul \u03a3\u039f\u03a3", "tab\tand\x00nul\x7f",
     # the next caption's first word decides whether a one-letter abbreviation keeps its period
     "a photo of vitamin c.", "The dog", "a photo of vitamin c.", "two dogs", "in the U.S.", "A man",
+    "the letter b.", "", "  ", "", "The end", "etc.", "", "Two", "the letter x.", "<b>", "z.",
 ]
 
 
