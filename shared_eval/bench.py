@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import resource
 import tempfile
 import time
 import zipfile
@@ -58,10 +59,38 @@ def _demo_inputs(images: int, refs: int) -> tuple[dict, dict]:
     return out_g, out_r
 
 
-def _timed(fn: Callable[[], object]) -> tuple[float, object]:
-    t = time.perf_counter()
+def _jvm_cpu() -> float:
+    """CPU seconds used so far by our live METEOR JVM (0 if none): it is not a reaped child yet."""
+    from . import meteor
+
+    proc = meteor._PROCESS
+    if proc is None or not proc.alive():
+        return 0.0
+    try:
+        fields = Path(f"/proc/{proc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu() -> float:
+    """CPU seconds of this process, its finished children (the Java tokenizer, pycocoevalcap's METEOR JVM)
+    and our long-lived METEOR JVM."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime + _jvm_cpu()
+
+
+class _Timing:
+    __slots__ = ("wall", "cpu")
+
+    def __init__(self, wall: float, cpu: float):
+        self.wall, self.cpu = wall, cpu
+
+
+def _timed(fn: Callable[[], object]) -> tuple[_Timing, object]:
+    w, c = time.perf_counter(), _cpu()
     out = fn()
-    return time.perf_counter() - t, out
+    return _Timing(time.perf_counter() - w, _cpu() - c), out
 
 
 def _ref_tokenize(captions: dict) -> dict:
@@ -109,7 +138,7 @@ def run(images: int, refs: int, meteor: bool) -> dict:
     from pycocoevalcap.rouge.rouge import Rouge as RefRouge
 
     gts_raw, res_raw = _demo_inputs(images, refs)
-    rows: list[tuple[str, float, float, bool | None]] = []
+    rows: list[tuple[str, _Timing, _Timing, bool | None]] = []
 
     # tokenizer (references and results: two calls each, as coco-caption)
     t_ref, (g_ref, r_ref) = _timed(lambda: (_ref_tokenize(gts_raw), _ref_tokenize(res_raw)))
@@ -126,7 +155,8 @@ def run(images: int, refs: int, meteor: bool) -> dict:
         t_ref, ref_out = _timed(lambda: RefMeteor().compute_score(gts, res))
         t_start, m = _timed(Meteor)
         t_ours, out = _timed(lambda: m.compute_score(gts, res))
-        rows.append(("METEOR (each with a fresh JVM)", t_ref, t_start + t_ours, ref_out[0] == out[0]))
+        t_fresh = _Timing(t_start.wall + t_ours.wall, t_start.cpu + t_ours.cpu)
+        rows.append(("METEOR (each with a fresh JVM)", t_ref, t_fresh, ref_out[0] == out[0]))
         t_ours2, out2 = _timed(lambda: Meteor().compute_score(gts, res))
         rows.append(("METEOR (ours: JVM already warm)", t_ref, t_ours2, ref_out == (out2[0], out2[1])))
 
@@ -163,8 +193,8 @@ def run(images: int, refs: int, meteor: bool) -> dict:
         return s.compute_score()
 
     # best of 5 on both sides: these runs are short enough for other processes to distort a single one
-    t_ours = min(_timed(lambda: scorer.score(cands, batch_refs))[0] for _ in range(5))
-    t_ref = min(_timed(ref_batch)[0] for _ in range(5))
+    t_ours = min((_timed(lambda: scorer.score(cands, batch_refs))[0] for _ in range(5)), key=lambda t: t.wall)
+    t_ref = min((_timed(ref_batch)[0] for _ in range(5)), key=lambda t: t.wall)
     # the numbers differ by design (cached corpus df vs the batch's own df): identical is "n/a"
     assert np.array_equal(cold, scorer.score(cands, batch_refs))
     rows.append(("SCST reward, 300 captions (best of 5)", t_ref, t_ours, None))
@@ -172,11 +202,16 @@ def run(images: int, refs: int, meteor: bool) -> dict:
 
     width = max(len(r[0]) for r in rows)
     print(f"shared_eval vs pycocoevalcap 1.2: {images} images x {refs} references (coco-caption demo replicated)")
-    print(f"{'':{width}}  {'pycocoevalcap':>13}  {'shared_eval':>11}  {'speed-up':>8}  identical")
+    print("wall: elapsed seconds; cpu: CPU seconds of Python, the Java tokenizer and the METEOR JVMs")
+    print(f"{'':{width}}  {'pycocoevalcap':>20}  {'shared_eval':>20}  {'speed-up':>15}  identical")
+    print(f"{'':{width}}  {'wall':>9} {'cpu':>10}  {'wall':>9} {'cpu':>10}  {'wall':>7} {'cpu':>7}")
     for name, a, b, ok in rows:
-        print(f"{name:{width}}  {a:12.3f}s  {b:10.3f}s  {a / b:7.1f}x  {'n/a' if ok is None else 'yes' if ok else 'NO'}")
-    return {"images": images, "refs": refs, "cpu_count": os.cpu_count(),
-            "rows": [{"what": n, "pycocoevalcap_s": a, "shared_eval_s": b, "speedup": a / b, "identical": ok}
+        print(f"{name:{width}}  {a.wall:8.3f}s {a.cpu:9.3f}s  {b.wall:8.3f}s {b.cpu:9.3f}s  "
+              f"{a.wall / b.wall:6.1f}x {a.cpu / max(b.cpu, 1e-9):6.1f}x  {'n/a' if ok is None else 'yes' if ok else 'NO'}")
+    return {"images": images, "refs": refs, "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+            "rows": [{"what": n, "pycocoevalcap_wall_s": a.wall, "pycocoevalcap_cpu_s": a.cpu,
+                      "shared_eval_wall_s": b.wall, "shared_eval_cpu_s": b.cpu,
+                      "speedup_wall": a.wall / b.wall, "speedup_cpu": a.cpu / max(b.cpu, 1e-9), "identical": ok}
                      for n, a, b, ok in rows]}
 
 

@@ -8,24 +8,12 @@ sequence as coco-caption (``sequential_sum``), so results stay bit-identical.
 
 from __future__ import annotations
 
-from collections import Counter
 from itertools import chain
 from collections.abc import Sequence
 
 import numpy as np
 
 Ngram = tuple[str, ...]
-
-
-def ngram_counts(words: list[str], n: int = 4) -> list[dict[Ngram, int]]:
-    """Counts of the 1..n-grams of ``words``, one dict per order, keys in first-occurrence order."""
-    out: list[dict[Ngram, int]] = []
-    for k in range(1, n + 1):
-        if k == 1:
-            out.append(Counter(zip(words)))
-        else:
-            out.append(Counter(zip(*(words[i:] for i in range(k)))))
-    return out
 
 
 def word_ids(sentences: Sequence[str], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:

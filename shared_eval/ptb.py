@@ -17,8 +17,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import sys
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = ["PUNCTUATIONS", "JAVA_LINE_BREAKS", "tokenize", "tokenize_line", "PTBTokenizer"]
@@ -40,22 +38,17 @@ _LINE_BREAK_RE = re.compile("[\n" + JAVA_LINE_BREAKS + "]")
 # --------------------------------------------------------------------------------------------------
 
 def _ranges(pred: Callable[[str], bool]) -> str:
-    """A regex character-class body holding every BMP character satisfying ``pred``."""
-    out, start, prev = [], None, None
-    for cp in range(0x10000):
-        if 0xD800 <= cp <= 0xDFFF:
-            ok = False
-        else:
-            ok = pred(chr(cp))
+    """A regex character-class body holding every BMP character (surrogates excluded) satisfying ``pred``."""
+    flags = [not (0xD800 <= cp <= 0xDFFF) and pred(chr(cp)) for cp in range(0x10000)] + [False]
+    out = []
+    start = None
+    for cp, ok in enumerate(flags):
         if ok and start is None:
             start = cp
-        if not ok and start is not None:
-            out.append((start, prev))
+        elif not ok and start is not None:
+            out.append(f"\\u{start:04x}" if start == cp - 1 else f"\\u{start:04x}-\\u{cp - 1:04x}")
             start = None
-        prev = cp
-    if start is not None:
-        out.append((start, prev))
-    return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in out)
+    return "".join(out)
 
 
 _LETTER_EXTRA = ("\u00AD\u0237-\u024F\u02C2-\u02C5\u02D2-\u02DF\u02E5-\u02FF\u0300-\u036F\u0370-\u037D\u0384\u0385"
@@ -67,9 +60,9 @@ _LETTER_EXTRA = ("\u00AD\u0237-\u024F\u02C2-\u02C5\u02D2-\u02DF\u02E5-\u02FF\u03
                  "\u0BC6-\u0BC8\u0BCA-\u0BCD\u0C01-\u0C03\u0C3E-\u0C56\u0D3E-\u0D44\u0D46-\u0D48\u0E30-\u0E3A"
                  "\u0E47-\u0E4E\u0EB1-\u0EBC\u0EC8-\u0ECD")
 
-_ULETTER = _ranges(lambda c: unicodedata.category(c).startswith("L"))  # JFlex [:letter:]
-_UDIGIT = _ranges(lambda c: unicodedata.category(c) == "Nd")  # JFlex [:digit:]
-_UUPPER = _ranges(lambda c: c.isupper())  # JFlex [:uppercase:]
+_ULETTER = _ranges(str.isalpha)  # JFlex [:letter:] (general category L*)
+_UDIGIT = _ranges(str.isdecimal)  # JFlex [:digit:] (general category Nd)
+_UUPPER = _ranges(str.isupper)  # JFlex [:uppercase:]
 
 _CASELESS_SKIP = re.compile(r"\\u[0-9a-fA-F]{4}|\\.|\[(?:\\.|[^\]\\])*\]|\(\?[:=!]|.", re.S)
 
@@ -210,16 +203,15 @@ def _ident(tok: str) -> str:
     return tok
 
 
-# A rule: (priority, compiled regex matched at the position, first-character class, action, kind).
-# The regex has group "c" around the trailing context when the rule has one. Kinds other than "get":
-# "skip" (no token), "push:N" (token is the text minus its last N characters, which are lexed again),
-# "abbrev" (token is the text, then its final period is lexed again), "acronym" (see ACRONYM rule).
-_RULE_SPECS: list[tuple[str, str, str, Callable[[str], str]]] = [
-    # (pattern, trailing context or "", first-char class, kind/action)
-]
-
-
 class _Rule:
+    """One JFlex rule: its regex (trailing context in a lookahead group "c") and what it returns.
+
+    Kinds: "get" (token = fn(text)), "skip" (no token), "push:N" (token = text minus its last N characters,
+    which are lexed again), "abbrev" (token = text, then its final period is lexed again), "acronym" (the
+    ACRONYM rule), "url"/"email" (as "get", tried only when the text can hold one), "newline",
+    "untokenizable" (deleted, as the Java default "firstDelete").
+    """
+
     __slots__ = ("prio", "regex", "has_ctx", "kind", "fn")
 
     def __init__(self, prio: int, main: str, ctx: str, kind: str, fn: Callable[[str], str]):
@@ -266,7 +258,7 @@ def _build_rules() -> list[tuple[_Rule, re.Pattern]]:
         (x("{APOS}") + _ci("cause"), "", "['\u0092\u2019&]", "get", _ident),
         (_ci(r"cont'd\.?|'twas|nor'easter|c'mon|e'er|s'mores|ev'ry|li'l|nat'l"), "", "[cC'nNeEsSlL]", "get", _ident),
         (_ci("O") + x("{APOSETC}") + _ci("o"), "", "[oO]", "get", _ident),
-        ("y" if False else _ci("y") + x("{APOS}"), f"[{_ULETTER}]", "[yY]", "get", _ident),  # APOWORD2
+        (_ci("y") + x("{APOS}"), f"[{_ULETTER}]", "[yY]", "get", _ident),  # APOWORD2
         (_ci("https?://") + "[^ \t\n\f\r\"<>|(){}]+[^ \t\n\f\r\"<>|.!?(){},-]", "", "[hH]", "get", _ident),
         ("(?:(?:" + _ci("www") + r"\.(?:[^ \t\n\f\r\"<>|.!?(){},]+\.)+[a-zA-Z]{2,4})|(?:(?:[^ \t\n\f\r\"`'<>|.!?(){},-_$]+\.)+"
          + _ci("(?:com|net|org|edu)") + "))(?:/[^ \t\n\f\r\"<>|()]+[^ \t\n\f\r\"<>|.!?(){},-])?", "", ".", "url",

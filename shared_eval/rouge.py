@@ -29,11 +29,6 @@ def _lcs_with_masks(masks: dict[str, int], length: int, other: Sequence[str]) ->
     return length - bin(v).count("1")
 
 
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence of two token sequences."""
-    return _lcs_with_masks(_masks(b), len(b), a)
-
-
 def rouge_l(candidate: str, refs: Sequence[str], beta: float = 1.2) -> float:
     """Sentence ROUGE-L F-score of one candidate against its references (coco-caption's formula)."""
     if not refs:

@@ -30,7 +30,7 @@ def _close(a, b):
     return np.allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=0, atol=TOL)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(corpora())
 def test_bleu(corpus):
     gts, res = corpus
@@ -39,7 +39,7 @@ def test_bleu(corpus):
     assert _close(ours, ref) and _close(ours_items, ref_items)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(corpora())
 def test_rouge(corpus):
     gts, res = corpus
@@ -48,7 +48,7 @@ def test_rouge(corpus):
     assert _close(ours, ref) and _close(ours_items, ref_items)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(corpora())
 def test_cider(corpus):
     gts, res = corpus
