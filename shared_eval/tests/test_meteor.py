@@ -34,3 +34,13 @@ def test_multi_line_input_is_refused_before_reaching_the_jvm():
     assert score_line("a  dog|||", ["a dog", "the dog"]) == "SCORE ||| a dog ||| the dog ||| a dog"
     with pytest.raises(ValueError, match="one line per caption"):
         score_line("a dog\nruns", ["a dog"])
+
+
+def test_missing_java_is_one_clear_error(monkeypatch, meteor):
+    from shared_eval import meteor as meteor_module
+    from shared_eval.captions import Meteor, MeteorUnavailableError
+
+    monkeypatch.setattr(meteor_module, "_PROCESS", None)  # restored after the test: the session JVM survives
+    monkeypatch.setattr(meteor_module.shutil, "which", lambda name: None)
+    with pytest.raises(MeteorUnavailableError, match="needs Java"):
+        Meteor()
