@@ -240,11 +240,22 @@ class CiderD:
         batch = Batch(candidates, references, self.n, share_refs=True)
         return _cider_scores(batch, self._trie.lookup(batch), self._log_ref_len, self.sigma)
 
-    def compute_score(self, gts: Mapping, res: Mapping):
-        """pycocoevalcap-style: ``gts {key: [refs]}``, ``res {key: [caption]}`` -> (mean, per-item array)."""
-        _check(gts, res)
-        keys = list(gts)
-        scores = self.score([res[k][0] for k in keys], [gts[k] for k in keys])
+    def compute_score(self, gts: Mapping, res: Mapping | Sequence[Mapping]):
+        """(mean, per-item array) for pycocoevalcap's ``gts {key: [refs]}``, ``res {key: [caption]}``, or for
+        ruotianluo/cider's ``res [{"image_id": key, "caption": [caption]}, ...]`` (scores in list order; several
+        entries may share an image, as sampled captions in self-critical training do)."""
+        if isinstance(res, Mapping):
+            _check(gts, res)
+            keys = list(gts)
+            scores = self.score([res[k][0] for k in keys], [gts[k] for k in keys])
+        else:
+            try:
+                cands = [r["caption"][0] if isinstance(r["caption"], list) else r["caption"] for r in res]
+                refs = [gts[r["image_id"]] for r in res]
+            except (KeyError, TypeError, IndexError) as e:
+                raise ValueError(f"res must be {{key: [caption]}} or [{{'image_id': key, 'caption': [caption]}}] "
+                                 f"with every image_id in gts ({e!r})") from None
+            scores = self.score(cands, refs)
         return np.mean(scores), scores
 
     def method(self) -> str:

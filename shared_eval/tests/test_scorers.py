@@ -145,3 +145,17 @@ def _plain_cider_d(cand, refs, df, ref_len, n=4, sigma=6.0):
                 num /= nh * nr
             total[k] += num * math.exp(-((lh - lr) ** 2) / (2 * sigma ** 2))
     return 10.0 * sum(total) / n / len(refs)
+
+
+def test_cider_d_accepts_self_critical_result_lists(tokenized_sets):
+    gts, res = tokenized_sets["aac1"]
+    keys = list(gts)[:20]
+    scorer = CiderD.from_references([gts[k] for k in gts])
+    by_dict = scorer.compute_score({k: gts[k] for k in keys}, {k: res[k] for k in keys})
+    # two "samples" per image in ruotianluo's list format
+    listed = [{"image_id": k, "caption": [res[k][0]]} for k in keys for _ in range(2)]
+    mean, scores = scorer.compute_score(gts, listed)
+    np.testing.assert_array_equal(scores[::2], by_dict[1])
+    np.testing.assert_array_equal(scores[1::2], by_dict[1])
+    with pytest.raises(ValueError, match="image_id"):
+        scorer.compute_score(gts, [{"image_id": "missing", "caption": ["a"]}])
