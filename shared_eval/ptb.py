@@ -212,15 +212,22 @@ class _Rule:
     "untokenizable" (deleted, as the Java default "firstDelete").
     """
 
-    __slots__ = ("prio", "regex", "has_ctx", "kind", "fn")
+    __slots__ = ("prio", "pattern", "_regex", "has_ctx", "kind", "fn")
 
     def __init__(self, prio: int, main: str, ctx: str, kind: str, fn: Callable[[str], str]):
         self.prio = prio
-        pattern = f"(?:{main})" + (f"(?=(?P<c>{ctx}))" if ctx else "")
-        self.regex = re.compile(pattern, re.S)
+        self.pattern = f"(?:{main})" + (f"(?=(?P<c>{ctx}))" if ctx else "")
+        self._regex: re.Pattern | None = None
         self.has_ctx = bool(ctx)
         self.kind = kind
         self.fn = fn
+
+    @property
+    def regex(self) -> re.Pattern:
+        """Compiled on first use: most rules never fire on ordinary captions, and the Unicode classes are big."""
+        if self._regex is None:
+            self._regex = re.compile(self.pattern, re.S)
+        return self._regex
 
 
 def _build_rules() -> list[tuple[_Rule, re.Pattern]]:
@@ -566,6 +573,8 @@ class PTBTokenizer:
     def tokenize(self, captions_for_image: Mapping) -> dict:
         keys, flat = [], []
         for k, caps in captions_for_image.items():
+            if isinstance(caps, (str, Mapping)):
+                raise TypeError(f"captions_for_image[{k!r}] must be a list of captions, got {type(caps).__name__}")
             for c in caps:
                 keys.append(k)
                 flat.append(c["caption"] if isinstance(c, Mapping) else c)
