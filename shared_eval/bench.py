@@ -3,8 +3,8 @@
     python -m shared_eval.bench [--images 5000] [--refs 5] [--skip-meteor] [--out runs/bench/shared_eval.json]
 
 Input: the coco-caption demo (1000 val2014 images, fakecap results) replicated to ``--images`` images with
-``--refs`` references each. Timings are wall-clock seconds of one run each (the machine may be shared:
-compare the ratio, not the absolute numbers). The SCST line times one 300-caption batch of CIDEr-D rewards
+``--refs`` references each. Each row gives wall-clock seconds and CPU seconds (Python, the Java tokenizer, the
+METEOR JVMs) of one run; on a shared machine the CPU column is the steadier comparison. The SCST line times one 300-caption batch of CIDEr-D rewards
 with a df cached once from all references, against pycocoevalcap's ``CiderScorer`` on the same batch.
 """
 
@@ -27,9 +27,6 @@ import numpy as np
 from .captions import Bleu, Cider, CiderD, Meteor, PTBTokenizer, Rouge, evaluate, load_coco_captions
 from .meteor import shutdown as meteor_shutdown
 from .spice import spice_dir
-
-logger = logging.getLogger(__name__)
-
 
 def _results_file() -> Path:
     """coco-caption's fakecap results: $VLREPRO_CAPTION_EVAL_DATA, else ../shared/data/caption_eval by the repo."""
