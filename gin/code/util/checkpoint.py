@@ -1,0 +1,59 @@
+"""Checkpoints in the original trainer's format, written atomically, loaded with or without the ``module.`` prefix."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from errors import CheckpointError
+
+PREFIX = "module."
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """``write(file)`` into a temporary sibling, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, model: nn.Module, **fields: Any) -> None:
+    """Keys as the original trainer wrote them: model_state_dict (``module.``-prefixed, as under DataParallel),
+    optimizer_state_dict, scheduler_state_dict, num_it, num_epoch, cfgtxt, best_met."""
+    state = {PREFIX + k: v for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, lambda f: torch.save({"model_state_dict": state, **fields}, f))
+
+
+def strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len(PREFIX):] if k.startswith(PREFIX) else k: v for k, v in state.items()}
+
+
+def load_checkpoint(path: Path, model: nn.Module, strict: bool = True) -> dict[str, Any]:
+    """Load ``model_state_dict`` (bare or ``module.`` keys) into ``model``; returns the whole checkpoint dict."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found (train first, pass --resume_path=..., or fetch the "
+                              f"released weights with 'make gin-data')")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise CheckpointError(f"checkpoint {path} could not be read ({exc}); it may be truncated") from None
+    if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
+        raise CheckpointError(f"checkpoint {path} has no 'model_state_dict' (not a ZSGNet/GIN trainer checkpoint)")
+    state = strip_prefix(ckpt["model_state_dict"])
+    own = model.state_dict()
+    bad = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
+           if k in own and v.shape != own[k].shape]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} does not fit this model (check --arch/--cfg_file and the width keys): "
+                              f"{bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if strict and (missing or unexpected):
+        raise CheckpointError(f"checkpoint {path} does not match the model: missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]} (check --arch/--cfg_file, or --strict_load=False)")
+    return ckpt

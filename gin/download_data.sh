@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Real data for gin/ into DEST (default: <repo>/data/gin), resumable; what each step fetches is named in ../shared spec §8.
+#   ZSGNet CSV annotations (Google Drive zip) -> DEST/{referit,flickr30k}/csv_dir/..., plus train_flat.csv (flattened)
+#   ReferIt images (saiapr_tc-12.zip, UNC refer server) -> DEST/referit/saiapr_tc12_images/<id>.jpg (flat)
+#   torchvision ResNet-50 ImageNet weights -> DEST/weights/resnet50-19c8e357.pth
+#   spaCy en_core_web_md word vectors (installed into PY's environment)
+# Flickr30k images need the Illinois form and the released GIN/ZSGNet checkpoints sit on OneDrive/Google Drive
+# folders that cannot be fetched by script: their links and target paths are printed at the end.
+set -euo pipefail
+PY=${PY:-python3}
+DEST=${1:-$(cd "$(dirname "$0")/.." && pwd)/data/gin}
+mkdir -p "$DEST/weights" "$DEST/referit"
+CSV_ZIP_ID=1oZ5llnA4btD9LSmnSB0GaZtTogskLwCe
+REFERIT_ZIP=http://bvisionweb1.cs.unc.edu/licheng/referit/data/images/saiapr_tc-12.zip
+REFERIT_ARCHIVE=https://web.archive.org/web/2020/http://bvisionweb1.cs.unc.edu/licheng/referit/data/images/saiapr_tc-12.zip
+RESNET_URL=https://download.pytorch.org/models/resnet50-19c8e357.pth
+
+if ! curl -sI --max-time 10 https://download.pytorch.org >/dev/null 2>&1; then
+  echo "gin-data: no internet access (download.pytorch.org unreachable); nothing downloaded" >&2
+  exit 1
+fi
+
+echo "[1/4] ResNet-50 ImageNet weights"
+curl -L -C - --fail -o "$DEST/weights/resnet50-19c8e357.pth" "$RESNET_URL"
+"$PY" - "$DEST/weights/resnet50-19c8e357.pth" <<'PYEOF'
+import hashlib, sys
+digest = hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()
+# torchvision names its files after the first 8 hex digits of the SHA-256.
+sys.exit(0 if digest.startswith("19c8e357") else f"checksum mismatch for {sys.argv[1]}: {digest[:8]} (delete it and retry)")
+PYEOF
+
+echo "[2/4] ZSGNet CSV annotations"
+if [ ! -d "$DEST/referit/csv_dir" ]; then
+  (cd "$DEST" && "$PY" -m gdown --continue "$CSV_ZIP_ID")  # saves ds_csv_ann.zip (its Drive name)
+  unzip -q -o "$DEST/ds_csv_ann.zip" -d "$DEST/ds_csv_ann_tmp"
+  # The zip holds ds_csv_ann/{flickr30k,referit,...}/csv_dir: merge it into DEST.
+  cp -rn "$DEST"/ds_csv_ann_tmp/ds_csv_ann/* "$DEST"/ 2>/dev/null || cp -rn "$DEST"/ds_csv_ann_tmp/* "$DEST"/
+  rm -rf "$DEST/ds_csv_ann_tmp"
+fi
+# The step users missed (ZSGNet issue #8): ds_info reads train_flat.csv, one row per phrase.
+for csv_dir in $(find "$DEST" -name csv_dir -type d) $(find "$DEST" -path '*csv_dir/*' -name train.csv -printf '%h\n'); do
+  if [ -f "$csv_dir/train.csv" ] && [ ! -f "$csv_dir/train_flat.csv" ]; then
+    "$PY" "$(dirname "$0")/code/flatten_train.py" "$csv_dir/train.csv" "$csv_dir/train_flat.csv"
+  fi
+done
+
+echo "[3/4] ReferIt (saiapr_tc-12) images"
+if [ ! -d "$DEST/referit/saiapr_tc12_images" ]; then
+  curl -L -C - --fail -o "$DEST/referit/saiapr_tc-12.zip" "$REFERIT_ZIP" \
+    || curl -L -C - --fail -o "$DEST/referit/saiapr_tc-12.zip" "$REFERIT_ARCHIVE" \
+    || { echo "ReferIt images unavailable (the UNC server is down since 2022; see lichengunc/refer issues 14/15 for mirrors); put <id>.jpg files in $DEST/referit/saiapr_tc12_images/" >&2; exit 1; }
+  unzip -q -o "$DEST/referit/saiapr_tc-12.zip" -d "$DEST/referit/saiapr_unzipped"
+  mkdir -p "$DEST/referit/saiapr_tc12_images"
+  # The zip nests images in per-folder subdirectories; ZSGNet reads them flat as <id>.jpg.
+  find "$DEST/referit/saiapr_unzipped" -name '*.jpg' -exec mv -n {} "$DEST/referit/saiapr_tc12_images/" \;
+  rm -rf "$DEST/referit/saiapr_unzipped"
+fi
+
+echo "[4/4] spaCy en_core_web_md vectors"
+"$PY" -c "import en_core_web_md" 2>/dev/null || "$PY" -m spacy download en_core_web_md
+
+cat <<MSG
+Done. Manual steps (cannot be scripted):
+  Flickr30k images: fill the form at http://shannon.cs.illinois.edu/DenotationGraph/ and untar to $DEST/flickr30k/flickr30k_images/
+  Released checkpoints (put them anywhere and pass --resume_path=...):
+    ZSGNet (authors, Google Drive): https://drive.google.com/file/d/1tFGm87vdbQUEX4PNfmgs-UQzthMO849t/view
+    ZSGNet Flickr30k (GIN authors): https://1drv.ms/u/s!AmrFUyZ_lDVGf68FpDXLIlzvlzY?e=jiQ8CH
+    GIN 10 epochs Flickr30k:        https://1drv.ms/u/s!AmrFUyZ_lDVGgQL6t2Cp4UvmzPiu?e=PIltdE
+    ZSGNet ReferIt (GIN authors):   https://1drv.ms/u/s!AmrFUyZ_lDVGgQCAeaYj4-Kt_OXX?e=V2bJJt
+    GIN 10 epochs ReferIt:          https://1drv.ms/u/s!AmrFUyZ_lDVGgQErMsd5oJx-S9x-?e=dnjqMK
+MSG
