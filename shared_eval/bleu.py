@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from .ngrams import ngram_counts
+import numpy as np
+
+from .ngrams import Batch
 
 _SMALL = 1e-9
 _TINY = 1e-15  # so that a zero guess still gives 0
@@ -23,28 +25,34 @@ def _check(gts: Mapping, res: Mapping) -> None:
             raise ValueError(f"gts[{k!r}] must be a non-empty list of captions, got {refs!r}")
 
 
-def bleu_stats(hyp: str, refs: Sequence[str], n: int = 4) -> tuple[int, int, list[int], list[int]]:
-    """(test length, closest reference length, guess counts, correct counts) of one item."""
-    words = hyp.split()
-    testlen = len(words)
-    counts = ngram_counts(words, n)
-    maxcounts: list[dict] = [{} for _ in range(n)]
-    reflens = []
-    for ref in refs:
-        rw = ref.split()
-        reflens.append(len(rw))
-        for k, rc in enumerate(ngram_counts(rw, n)):
-            mk = maxcounts[k]
-            for g, c in rc.items():
-                if c > mk.get(g, 0):
-                    mk[g] = c
+def bleu_stats(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per item: test length, closest reference length, guess counts (items, n), clipped correct counts (items, n).
+
+    Integer statistics, so counting order does not matter; computed for all items of the batch at once.
+    """
+    t, m, n = batch.table, batch.m, batch.table.n
+    testlen = t.lengths[:m]
     # closest reference length, ties to the shorter one
-    reflen = min((abs(r - testlen), r) for r in reflens)[1]
-    guess = [max(0, testlen - k) for k in range(n)]
-    correct = []
+    ref_len = t.lengths[batch.pair_ref]
+    key = np.abs(ref_len - testlen[batch.pair_item]) * (1 << 32) + ref_len
+    reflen = np.minimum.reduceat(key, batch.pair_start) % (1 << 32) if len(key) else np.zeros(m, np.int64)
+    guess = np.maximum(testlen[:, None] - np.arange(n)[None, :], 0)
+    correct = np.zeros((m, n), dtype=np.int64)
     for k in range(n):
-        mk = maxcounts[k]
-        correct.append(sum(min(c, mk.get(g, 0)) for g, c in counts[k].items()))
+        ids, sent, tf = t.ids[k], t.sent[k], t.tf[k]
+        is_ref = sent >= m
+        rkey = batch.item_of_sent[sent[is_ref]] * t.num_ids[k] + ids[is_ref]
+        uniq, inv = np.unique(rkey, return_inverse=True)
+        maxcount = np.zeros(len(uniq), dtype=np.int64)
+        np.maximum.at(maxcount, inv, tf[is_ref])
+        hkey = sent[~is_ref] * t.num_ids[k] + ids[~is_ref]
+        if len(uniq):
+            loc = np.minimum(np.searchsorted(uniq, hkey), len(uniq) - 1)
+            ref_max = np.where(uniq[loc] == hkey, maxcount[loc], 0)
+        else:
+            ref_max = np.zeros(len(hkey), dtype=np.int64)
+        clipped = np.minimum(tf[~is_ref], ref_max)
+        correct[:, k] = np.bincount(sent[~is_ref], weights=clipped, minlength=m).astype(np.int64)
     return testlen, reflen, guess, correct
 
 
@@ -70,24 +78,24 @@ class Bleu:
 
     def compute_score(self, gts: Mapping, res: Mapping, verbose: int = 0):
         _check(gts, res)
+        keys = list(gts)
+        return self.score_batch(Batch([res[k][0] for k in keys], [gts[k] for k in keys], self._n), verbose)
+
+    def score_batch(self, batch: Batch, verbose: int = 0):
+        """(corpus [B1..Bn], per-item lists) of an n-gram batch built with this scorer's n."""
+        if batch.table.n != self._n:
+            raise ValueError(f"batch holds {batch.table.n}-grams, BLEU needs {self._n}")
         n = self._n
+        testlen, reflen, guess, correct = bleu_stats(batch)
         per = [[] for _ in range(n)]
-        tot_test = tot_ref = 0
-        tot_guess = [0] * n
-        tot_correct = [0] * n
-        for key in gts:
-            testlen, reflen, guess, correct = bleu_stats(res[key][0], gts[key], n)
-            tot_test += testlen
-            tot_ref += reflen
-            for k in range(n):
-                tot_guess[k] += guess[k]
-                tot_correct[k] += correct[k]
-            for k, s in enumerate(bleu_from_stats(testlen, reflen, guess, correct)):
+        for i in range(batch.m):
+            for k, s in enumerate(bleu_from_stats(int(testlen[i]), int(reflen[i]), guess[i].tolist(),
+                                                  correct[i].tolist())):
                 per[k].append(s)
-        corpus = bleu_from_stats(tot_test, tot_ref, tot_guess, tot_correct)
+        totals = (int(testlen.sum()), int(reflen.sum()), guess.sum(0).tolist(), correct.sum(0).tolist())
         if verbose:
-            print({"testlen": tot_test, "reflen": tot_ref, "guess": tot_guess, "correct": tot_correct})
-        return corpus, per
+            print({"testlen": totals[0], "reflen": totals[1], "guess": totals[2], "correct": totals[3]})
+        return bleu_from_stats(*totals), per
 
     def method(self) -> str:
         return "Bleu"

@@ -36,6 +36,7 @@ def _as_boxes(boxes) -> torch.Tensor:
 def box_iou(boxes1, boxes2) -> torch.Tensor:
     """Pairwise IoU, shape (N, M), float32, as ZSGNet's ``anchors.IoU_values``."""
     a, b = _as_boxes(boxes1), _as_boxes(boxes2)
+    b = b.to(a.device)
     top_left = torch.max(a[:, None, :2], b[None, :, :2])
     bottom_right = torch.min(a[:, None, 2:], b[None, :, 2:])
     sides = torch.clamp(bottom_right - top_left, min=0)
@@ -49,6 +50,7 @@ def box_iou(boxes1, boxes2) -> torch.Tensor:
 def paired_box_iou(pred, gt) -> torch.Tensor:
     """IoU of each prediction with its own ground truth, shape (N,) (the diagonal of ``box_iou``)."""
     p, g = _as_boxes(pred), _as_boxes(gt)
+    g = g.to(p.device)
     if p.shape != g.shape:
         raise ValueError(f"pred and gt must have the same shape, got {tuple(p.shape)} and {tuple(g.shape)}")
     top_left = torch.max(p[:, :2], g[:, :2])
@@ -82,7 +84,7 @@ def boxes_to_pixels(boxes_yxyx, img_size) -> torch.Tensor:
     ``img_size``: (N, 2) of (h, w), or one (h, w) for all boxes.
     """
     b = _as_boxes(boxes_yxyx)
-    hw = torch.as_tensor(img_size, dtype=torch.float32)
+    hw = torch.as_tensor(img_size, dtype=torch.float32, device=b.device)
     if hw.dim() == 1:
         hw = hw[None].expand(len(b), 2)
     scaled = (b + 1) / 2

@@ -16,9 +16,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .bleu import Bleu
+from .bleu import Bleu, _check
 from .cider import Cider, CiderD, document_frequency
 from .meteor import Meteor, MeteorUnavailableError
+from .ngrams import Batch
 from .ptb import PTBTokenizer, tokenize
 from .rouge import Rouge
 from .spice import Spice, SpiceUnavailableError
@@ -55,30 +56,36 @@ def evaluate_with_images(gts: Mapping, res: Mapping, *, tokenized: bool = False,
     if gts.keys() != res.keys():
         raise ValueError(f"gts and res must have the same keys ({len(gts.keys() - res.keys())} only in gts, "
                          f"{len(res.keys() - gts.keys())} only in res)")
+    meteor_scorer = Meteor() if meteor else None  # start the JVM first: it loads while the rest runs
     if not tokenized:
         tok = PTBTokenizer()
         gts, res = tok.tokenize(gts), tok.tokenize(res)
-    scorers: list = [(Bleu(4), ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"])]
-    if meteor:
-        scorers.append((Meteor(), "METEOR"))
-    scorers += [(Rouge(), "ROUGE_L"), (Cider(), "CIDEr")]
+    _check(gts, res)
+    keys = list(gts)
+    batch = Batch([res[k][0] for k in keys], [gts[k] for k in keys], 4)  # shared by BLEU and CIDEr-D
+    bleu = Bleu(4).score_batch(batch)
+    rouge = Rouge().compute_score(gts, res)
+    cider = Cider().score_batch(batch)
+    results: list = [(bleu, ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"])]
+    if meteor_scorer is not None:
+        results.append((meteor_scorer.compute_score(gts, res), "METEOR"))
+    results += [(rouge, "ROUGE_L"), (cider, "CIDEr")]
     if spice:
-        scorers.append((Spice(), "SPICE"))
+        results.append((Spice().compute_score(gts, res), "SPICE"))
     elif not _spice_skip_logged:
         _spice_skip_logged = True
         logger.warning("SPICE skipped (it needs Stanford CoreNLP 3.6.0; pass spice=True once installed)")
     corpus: dict[str, float] = {}
-    per_image: dict = {k: {"image_id": k} for k in gts}
-    for scorer, names in scorers:
-        score, scores = scorer.compute_score(gts, res)
+    per_image: dict = {k: {"image_id": k} for k in keys}
+    for (score, scores), names in results:
         if isinstance(names, list):
             for sc, scs, name in zip(score, scores, names):
                 corpus[name] = float(sc)
-                for k, s in zip(gts, scs):
+                for k, s in zip(keys, scs):
                     per_image[k][name] = s
         else:
             corpus[names] = float(score)
-            for k, s in zip(gts, scores):
+            for k, s in zip(keys, scores):
                 per_image[k][names] = s
     return corpus, per_image
 

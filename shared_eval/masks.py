@@ -97,16 +97,18 @@ class MaskIoU:
 
     def update_probabilities(self, prob: torch.Tensor, gt: torch.Tensor) -> None:
         """Add samples whose probabilities are already at ground-truth resolution ((B, H, W) or (H, W))."""
-        prob, gt = torch.as_tensor(prob, dtype=torch.float32), torch.as_tensor(gt).float()
+        prob = torch.as_tensor(prob, dtype=torch.float32)
+        gt = torch.as_tensor(gt).to(device=prob.device, dtype=torch.float32)
         if prob.dim() == 2:
             prob, gt = prob[None], gt[None]
         if prob.shape != gt.shape:
             raise ValueError(f"probabilities {tuple(prob.shape)} and ground truth {tuple(gt.shape)} differ in shape")
+        thresholds = self._t32.to(prob.device)
         for p, g in zip(prob, gt):
-            pred = (p[None] > self._t32[:, None, None]).double()  # (T, H, W)
+            pred = (p[None] > thresholds[:, None, None]).double()  # (T, H, W)
             g64 = g.double()[None]
-            inter = (pred * g64).sum((1, 2)).numpy()
-            union = (pred + g64 - pred * g64).sum((1, 2)).numpy()
+            inter = (pred * g64).sum((1, 2)).cpu().numpy()
+            union = (pred + g64 - pred * g64).sum((1, 2)).cpu().numpy()
             self.cum_i += inter
             self.cum_u += union
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -53,6 +53,7 @@ class _MeteorProcess:
         self.proc = subprocess.Popen(cmd, cwd=jar.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL)
         self.lock = threading.Lock()
+        self.pid_owner = os.getpid()  # a forked child must not share the parent's pipes
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -112,11 +113,7 @@ def _process() -> _MeteorProcess:
     with _PROCESS_LOCK:
         if _PROCESS is None or not _PROCESS.alive() or _PROCESS.pid_owner != os.getpid():
             _PROCESS = _MeteorProcess()
-            _PROCESS.pid_owner = os.getpid()  # a forked child must not share the parent's pipes
         return _PROCESS
-
-
-_MeteorProcess.pid_owner = -1
 
 
 def shutdown() -> None:
@@ -133,6 +130,9 @@ atexit.register(shutdown)
 
 def score_line(hypothesis: str, references: Sequence[str]) -> str:
     """coco-caption's SCORE line (``|||`` removed from the hypothesis, then double spaces replaced once)."""
+    for text in (hypothesis, *references):
+        if "\n" in text or "\r" in text:
+            raise ValueError(f"METEOR input must be one line per caption (tokenize it first): {text!r}")
     hypothesis = hypothesis.replace("|||", "").replace("  ", " ")
     return " ||| ".join(("SCORE", " ||| ".join(references), hypothesis))
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import sys
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = ["PUNCTUATIONS", "JAVA_LINE_BREAKS", "tokenize", "tokenize_line", "PTBTokenizer"]
@@ -40,22 +38,17 @@ _LINE_BREAK_RE = re.compile("[\n" + JAVA_LINE_BREAKS + "]")
 # --------------------------------------------------------------------------------------------------
 
 def _ranges(pred: Callable[[str], bool]) -> str:
-    """A regex character-class body holding every BMP character satisfying ``pred``."""
-    out, start, prev = [], None, None
-    for cp in range(0x10000):
-        if 0xD800 <= cp <= 0xDFFF:
-            ok = False
-        else:
-            ok = pred(chr(cp))
+    """A regex character-class body holding every BMP character (surrogates excluded) satisfying ``pred``."""
+    flags = [not (0xD800 <= cp <= 0xDFFF) and pred(chr(cp)) for cp in range(0x10000)] + [False]
+    out = []
+    start = None
+    for cp, ok in enumerate(flags):
         if ok and start is None:
             start = cp
-        if not ok and start is not None:
-            out.append((start, prev))
+        elif not ok and start is not None:
+            out.append(f"\\u{start:04x}" if start == cp - 1 else f"\\u{start:04x}-\\u{cp - 1:04x}")
             start = None
-        prev = cp
-    if start is not None:
-        out.append((start, prev))
-    return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in out)
+    return "".join(out)
 
 
 _LETTER_EXTRA = ("\u00AD\u0237-\u024F\u02C2-\u02C5\u02D2-\u02DF\u02E5-\u02FF\u0300-\u036F\u0370-\u037D\u0384\u0385"
@@ -67,9 +60,9 @@ _LETTER_EXTRA = ("\u00AD\u0237-\u024F\u02C2-\u02C5\u02D2-\u02DF\u02E5-\u02FF\u03
                  "\u0BC6-\u0BC8\u0BCA-\u0BCD\u0C01-\u0C03\u0C3E-\u0C56\u0D3E-\u0D44\u0D46-\u0D48\u0E30-\u0E3A"
                  "\u0E47-\u0E4E\u0EB1-\u0EBC\u0EC8-\u0ECD")
 
-_ULETTER = _ranges(lambda c: unicodedata.category(c).startswith("L"))  # JFlex [:letter:]
-_UDIGIT = _ranges(lambda c: unicodedata.category(c) == "Nd")  # JFlex [:digit:]
-_UUPPER = _ranges(lambda c: c.isupper())  # JFlex [:uppercase:]
+_ULETTER = _ranges(str.isalpha)  # JFlex [:letter:] (general category L*)
+_UDIGIT = _ranges(str.isdecimal)  # JFlex [:digit:] (general category Nd)
+_UUPPER = _ranges(str.isupper)  # JFlex [:uppercase:]
 
 _CASELESS_SKIP = re.compile(r"\\u[0-9a-fA-F]{4}|\\.|\[(?:\\.|[^\]\\])*\]|\(\?[:=!]|.", re.S)
 
@@ -210,25 +203,31 @@ def _ident(tok: str) -> str:
     return tok
 
 
-# A rule: (priority, compiled regex matched at the position, first-character class, action, kind).
-# The regex has group "c" around the trailing context when the rule has one. Kinds other than "get":
-# "skip" (no token), "push:N" (token is the text minus its last N characters, which are lexed again),
-# "abbrev" (token is the text, then its final period is lexed again), "acronym" (see ACRONYM rule).
-_RULE_SPECS: list[tuple[str, str, str, Callable[[str], str]]] = [
-    # (pattern, trailing context or "", first-char class, kind/action)
-]
-
-
 class _Rule:
-    __slots__ = ("prio", "regex", "has_ctx", "kind", "fn")
+    """One JFlex rule: its regex (trailing context in a lookahead group "c") and what it returns.
+
+    Kinds: "get" (token = fn(text)), "skip" (no token), "push:N" (token = text minus its last N characters,
+    which are lexed again), "abbrev" (token = text, then its final period is lexed again), "acronym" (the
+    ACRONYM rule), "url"/"email" (as "get", tried only when the text can hold one), "newline",
+    "untokenizable" (deleted, as the Java default "firstDelete").
+    """
+
+    __slots__ = ("prio", "pattern", "_regex", "has_ctx", "kind", "fn")
 
     def __init__(self, prio: int, main: str, ctx: str, kind: str, fn: Callable[[str], str]):
         self.prio = prio
-        pattern = f"(?:{main})" + (f"(?=(?P<c>{ctx}))" if ctx else "")
-        self.regex = re.compile(pattern, re.S)
+        self.pattern = f"(?:{main})" + (f"(?=(?P<c>{ctx}))" if ctx else "")
+        self._regex: re.Pattern | None = None
         self.has_ctx = bool(ctx)
         self.kind = kind
         self.fn = fn
+
+    @property
+    def regex(self) -> re.Pattern:
+        """Compiled on first use: most rules never fire on ordinary captions, and the Unicode classes are big."""
+        if self._regex is None:
+            self._regex = re.compile(self.pattern, re.S)
+        return self._regex
 
 
 def _build_rules() -> list[tuple[_Rule, re.Pattern]]:
@@ -266,7 +265,7 @@ def _build_rules() -> list[tuple[_Rule, re.Pattern]]:
         (x("{APOS}") + _ci("cause"), "", "['\u0092\u2019&]", "get", _ident),
         (_ci(r"cont'd\.?|'twas|nor'easter|c'mon|e'er|s'mores|ev'ry|li'l|nat'l"), "", "[cC'nNeEsSlL]", "get", _ident),
         (_ci("O") + x("{APOSETC}") + _ci("o"), "", "[oO]", "get", _ident),
-        ("y" if False else _ci("y") + x("{APOS}"), f"[{_ULETTER}]", "[yY]", "get", _ident),  # APOWORD2
+        (_ci("y") + x("{APOS}"), f"[{_ULETTER}]", "[yY]", "get", _ident),  # APOWORD2
         (_ci("https?://") + "[^ \t\n\f\r\"<>|(){}]+[^ \t\n\f\r\"<>|.!?(){},-]", "", "[hH]", "get", _ident),
         ("(?:(?:" + _ci("www") + r"\.(?:[^ \t\n\f\r\"<>|.!?(){},]+\.)+[a-zA-Z]{2,4})|(?:(?:[^ \t\n\f\r\"`'<>|.!?(){},-_$]+\.)+"
          + _ci("(?:com|net|org|edu)") + "))(?:/[^ \t\n\f\r\"<>|()]+[^ \t\n\f\r\"<>|.!?(){},-])?", "", ".", "url",
@@ -289,7 +288,7 @@ def _build_rules() -> list[tuple[_Rule, re.Pattern]]:
         (r"[A-Z]*\$|#", "", "[A-Z$#]", "get", _ident),
         ("[\u00A2\u00A3\u00A4\u00A5\u0080\u20A0\u20AC\u060B\u0E3F\u20A4\uFFE0\uFFE1\uFFE5\uFFE6]", "",
          "[\u00A2\u00A3\u00A4\u00A5\u0080\u20A0\u20AC\u060B\u0E3F\u20A4\uFFE0\uFFE1\uFFE5\uFFE6]", "get", _currency),
-        (x(r"{ACRO}\."), x("{SPACENL}+" + _ACRONYM_NEXT + "{SPACENL}"), "[A-Za-z]", "acronym", _ident),
+        (x(r"{ACRO}\."), x("{SPACENL}+(?:" + _ACRONYM_NEXT + "|{SGML}){SPACENL}"), "[A-Za-z]", "acronym", _ident),
         (_M["ABBREV3"], x("{SPACENL}?{DIGIT}"), "[cCfFpPnNaAbBoO]", "get", _ident),
         (_ci(r"(?:pt[eyEY]|co)\."), x("{SPACE}") + _ci("(?:ltd|lim)"), "[pPcC]", "get", _ident),
         (_M["ABBREV1"], x(f"{{SPACENL}}(?:{{SPACENL}}|[{_UUPPER}]|{{SGML}})"), "[A-Za-z]", "abbrev", _ident),
@@ -299,7 +298,7 @@ def _build_rules() -> list[tuple[_Rule, re.Pattern]]:
         (_M["ABBREV4"], x("{SPACE}"), "[A-Za-z]", "get", _ident),
         (_M["ACRO"], x("{SPACENL}"), "[A-Za-z]", "get", _ident),
         (x("{APOS}[0-9][0-9]"), x("{SPACENL}"), "['\u0092\u2019&]", "get", _ident),
-        (x(f"{{LD}}+(?:\\.{{LD}}+)*\\.(?:{_M['FILENAME_EXT']})"), x("{SPACENL}|[.?!,]"), LD, "get", _ident),
+        (x(f"{{LD}}+(?:\\.{{LD}}+)*\\." + _ci(f"(?:{_M['FILENAME_EXT']})")), x("{SPACENL}|[.?!,]"), LD, "get", _ident),
         (x(r"{WORD}\."), x("{INSENTP}"), L, "get", _soft),
         ("(?:\\([0-9]{2,3}\\)[ \u00A0]?|(?:\\+\\+?)?(?:[0-9]{2,4}[\\- \u00A0])?[0-9]{2,4}[\\- \u00A0])[0-9]{3,4}"
          "[\\- \u00A0]?[0-9]{3,5}|(?:(?:\\+\\+?)?[0-9]{2,4}\\.)?[0-9]{2,4}\\.[0-9]{3,4}\\.[0-9]{3,5}", "", "[(+0-9]",
@@ -310,7 +309,8 @@ def _build_rules() -> list[tuple[_Rule, re.Pattern]]:
         ("<|" + _ci("&lt;"), "", "[<&]", "get", lambda t: "<"),
         (">|" + _ci("&gt;"), "", "[>&]", "get", lambda t: ">"),
         (_M["SMILEY"], "[^A-Za-z0-9]", "[<>:;=]", "get", _parens),
-        (r"[\^x=~<>]\.[\^x=~<>]|[\-\^x=~<>']_[\-\^x=~<>']|\([\-\^x=~<>'][_.]?[\-\^x=~<>']\)"
+        # the first alternative reproduces the original's escaped "\\[": a literal ".[^x=~<>]" sequence
+        (r"[\^x=~<>]\." + _ci(r"\[\^x=~<>\]") + r"|[\-\^x=~<>']_[\-\^x=~<>']|\([\-\^x=~<>'][_.]?[\-\^x=~<>']\)"
          r"|\([\^x=~<>']-[\^x=~<>'`]\)", "", r"[\^x=~<>\-'(]", "get", _parens),
         (r"\{", "", r"\{", "get", lambda t: "-LCB-"),
         (r"\}", "", r"\}", "get", lambda t: "-RCB-"),
@@ -432,8 +432,17 @@ _NON_BMP = re.compile("[\U00010000-\U0010FFFF]")
 
 
 def _java_chars(text: str) -> str:
-    """Java sees a character outside the BMP as two surrogates, both untokenizable (deleted)."""
-    return _NON_BMP.sub("\uFFFF\uFFFF", text) if not text.isascii() else text
+    """Java's view of the text: a character outside the BMP becomes its two UTF-16 surrogates."""
+    if text.isascii() or not _NON_BMP.search(text):
+        return text
+    return text.encode("utf-16-le").decode("utf-16-le", "surrogatepass")
+
+
+def _python_chars(token: str) -> str:
+    """Re-join surrogate pairs kept inside a token (URLs and e-mails may contain emoji)."""
+    if not any("\ud800" <= ch <= "\udfff" for ch in token):
+        return token
+    return token.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def tokenize_line(caption: str, right_context: str = "") -> list[str]:
@@ -447,7 +456,7 @@ def tokenize_line(caption: str, right_context: str = "") -> list[str]:
     if "<" in caption or "&" in caption:
         text = caption + _java_chars(right_context)
         toks, _ = lexer.tokens(text, len(caption))
-        return [t.lower() for t in toks]
+        return [_python_chars(t).lower() for t in toks]
     chunks = caption.split(" ")
     starts = []
     p = 0
@@ -472,7 +481,7 @@ def tokenize_line(caption: str, right_context: str = "") -> list[str]:
             text = caption + _java_chars(right_context)
             simple_starts = {starts[k] for k in range(n) if simple[k]}
         toks, pos = lexer.tokens(text, len(caption), starts[i], simple_starts.__contains__)
-        out.extend(t.lower() for t in toks)
+        out.extend(_python_chars(t).lower() for t in toks)
         # continue with the chunk starting at pos (pos is at a simple chunk start or at the end)
         while i < n and starts[i] < pos:
             i += 1
@@ -486,19 +495,56 @@ def _drop_punctuation(tokens: Iterable[str]) -> str:
 
 
 def _clean(captions: Sequence[str]) -> list[str]:
-    cleaned = []
-    shifted = 0
     for c in captions:
         if not isinstance(c, str):
             raise TypeError(f"captions must be str, got {type(c).__name__}: {c!r}")
-        new = _LINE_BREAK_RE.sub(" ", c)
-        if new is not c and any(ch in c for ch in JAVA_LINE_BREAKS):
-            shifted += 1
-        cleaned.append(new)
+    if not _LINE_BREAK_RE.search("".join(captions)):
+        return list(captions)
+    shifted = sum(1 for c in captions if any(ch in c for ch in JAVA_LINE_BREAKS))
     if shifted:
         logger.warning("%d caption(s) contain \\r, \\v, \\f, U+2028 or U+2029: treated as spaces (the Java "
                        "PTBTokenizer would split them into extra lines and misalign every later caption)", shifted)
-    return cleaned
+    return [_LINE_BREAK_RE.sub(" ", c) for c in captions]
+
+
+# Fast path: letters, spaces and commas, optionally one final period. Such a caption tokenizes to its
+# lowercased letter runs unless it holds a split assimilation ("cannot", "gonna"...) or its last word with
+# the period is an abbreviation or one-letter acronym (then the period may stay, depending on what follows).
+_FAST_BODY = re.compile(r"[A-Za-z ,]*")
+_FAST_SPLIT = ("cannot", "gonna", "gotta", "lemme", "gimme", "wanna")
+_ABBREV_END = re.compile(_x(r"(?:{ABBREV1}|(?:{ABBREV4})\.)"))
+
+
+def _fast_tokenize(caption: str) -> str | None:
+    """The tokenized caption when the fast path applies, else None."""
+    body = caption.rstrip(" ")
+    period = body.endswith(".")
+    if period:
+        body = body[:-1]
+    if not _FAST_BODY.fullmatch(body):
+        return None
+    low = body.lower()
+    for w in _FAST_SPLIT:
+        if w in low:
+            return None
+    words = low.replace(",", " ").split()
+    if period and body[-1:].isalpha():  # "word." : is it an abbreviation keeping its period?
+        if _ABBREV_END.fullmatch(body.rsplit(" ", 1)[-1].rsplit(",", 1)[-1] + "."):
+            return None
+    return " ".join(words)
+
+
+def _right_context(captions: Sequence[str], i: int) -> str:
+    """What Java reads after caption i: the following lines up to the first non-blank one, and one more."""
+    if i == len(captions) - 1:
+        return ""
+    parts = []
+    for j in range(i + 1, len(captions)):
+        parts.append(captions[j])
+        if captions[j].strip():
+            parts += captions[j + 1:j + 2]
+            break
+    return "\n" + "\n".join(parts)
 
 
 def tokenize(captions: Sequence[str]) -> list[str]:
@@ -509,10 +555,11 @@ def tokenize(captions: Sequence[str]) -> list[str]:
     """
     cleaned = _clean(captions)
     out = []
-    last = len(cleaned) - 1
     for i, cap in enumerate(cleaned):
-        ctx = "" if i == last else "\n" + "\n".join(cleaned[i + 1:i + 4])
-        out.append(_drop_punctuation(tokenize_line(cap, ctx)))
+        fast = _fast_tokenize(cap)
+        if fast is None:
+            fast = _drop_punctuation(tokenize_line(cap, _right_context(cleaned, i)))
+        out.append(fast)
     return out
 
 
@@ -526,6 +573,8 @@ class PTBTokenizer:
     def tokenize(self, captions_for_image: Mapping) -> dict:
         keys, flat = [], []
         for k, caps in captions_for_image.items():
+            if isinstance(caps, (str, Mapping)):
+                raise TypeError(f"captions_for_image[{k!r}] must be a list of captions, got {type(caps).__name__}")
             for c in caps:
                 keys.append(k)
                 flat.append(c["caption"] if isinstance(c, Mapping) else c)

@@ -9,41 +9,42 @@ import numpy as np
 from .bleu import _check
 
 
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence (bit-parallel algorithm on Python integers)."""
-    if len(a) < len(b):
-        a, b = b, a
-    if not b:
-        return 0
+def _masks(tokens: Sequence[str]) -> dict[str, int]:
     masks: dict[str, int] = {}
-    for i, tok in enumerate(b):
+    for i, tok in enumerate(tokens):
         masks[tok] = masks.get(tok, 0) | (1 << i)
-    full = (1 << len(b)) - 1
+    return masks
+
+
+def _lcs_with_masks(masks: dict[str, int], length: int, other: Sequence[str]) -> int:
+    """LCS length of a sequence (given by its position masks) and ``other`` (bit-parallel, Python ints)."""
+    full = (1 << length) - 1
     v = full
-    for tok in a:
-        m = masks.get(tok)
-        if m is None:
-            continue
-        u = v & m
-        v = ((v + u) | (v - u)) & full
-    return len(b) - bin(v).count("1")
+    get = masks.get
+    for tok in other:
+        m = get(tok)
+        if m is not None:
+            u = v & m
+            v = ((v + u) | (v - u)) & full
+    return length - bin(v).count("1")
 
 
 def rouge_l(candidate: str, refs: Sequence[str], beta: float = 1.2) -> float:
-    """Sentence ROUGE-L F-score of one candidate against its references."""
+    """Sentence ROUGE-L F-score of one candidate against its references (coco-caption's formula)."""
+    if not refs:
+        raise ValueError("ROUGE-L needs at least one reference")
     token_c = candidate.split(" ")
-    prec_max = rec_max = 0.0
-    first = True
+    masks, n_c = _masks(token_c), len(token_c)
+    prec_max = rec_max = -1.0
     for ref in refs:
         token_r = ref.split(" ")
-        lcs = lcs_length(token_r, token_c)
-        prec = lcs / float(len(token_c))
+        lcs = _lcs_with_masks(masks, n_c, token_r)
+        prec = lcs / float(n_c)
         rec = lcs / float(len(token_r))
-        if first:
-            prec_max, rec_max, first = prec, rec, False
-        else:
-            prec_max = max(prec_max, prec)
-            rec_max = max(rec_max, rec)
+        if prec > prec_max:
+            prec_max = prec
+        if rec > rec_max:
+            rec_max = rec
     if prec_max != 0 and rec_max != 0:
         return ((1 + beta ** 2) * prec_max * rec_max) / float(rec_max + beta ** 2 * prec_max)
     return 0.0

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -15,11 +16,15 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-DATA = REPO_ROOT / "shared" / "data" / "caption_eval"
-if not DATA.is_dir():  # the shared data sits next to the repository in this workspace
-    DATA = REPO_ROOT.parent.parent / "shared" / "data" / "caption_eval"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data/caption_eval")
+def _find_data() -> Path | None:
+    """The real caption fixtures: $VLREPRO_CAPTION_EVAL_DATA, else ../shared/data/caption_eval next to the repo."""
+    env = os.environ.get("VLREPRO_CAPTION_EVAL_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [p / "shared" / "data" / "caption_eval" for p in (REPO_ROOT.parent, REPO_ROOT.parent.parent)]
+    return next((p for p in candidates if (p / "captions_val2014_fakecap_results.json").is_file()), None)
+
+
+DATA = _find_data()
 
 
 def pytest_addoption(parser):
@@ -60,8 +65,15 @@ def coco_val(coco_annotations):
     return json.loads((coco_annotations / "captions_val2014.json").read_text())
 
 
+def _require_data() -> Path:
+    if DATA is None:
+        pytest.skip("real caption fixtures not found: set VLREPRO_CAPTION_EVAL_DATA to shared/data/caption_eval")
+    return DATA
+
+
 @pytest.fixture(scope="session")
 def demo_files(coco_annotations):
+    _require_data()
     return coco_annotations / "captions_val2014.json", DATA / "captions_val2014_fakecap_results.json"
 
 
@@ -112,6 +124,7 @@ RAW_SETS = {
 
 @pytest.fixture(scope="session")
 def raw_sets(demo_raw):
+    _require_data()
     sets = {name: make() for name, make in RAW_SETS.items()}
     sets["coco_demo"] = demo_raw
     return sets

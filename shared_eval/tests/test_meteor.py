@@ -26,3 +26,21 @@ def test_meteor_rejects_bad_input(meteor):
         meteor.compute_score({1: ["a dog"]}, {2: ["a dog"]})
     with pytest.raises(ValueError):
         meteor.compute_score({1: ["a dog"]}, {1: ["a dog", "two"]})
+
+
+def test_multi_line_input_is_refused_before_reaching_the_jvm():
+    from shared_eval.meteor import score_line
+
+    assert score_line("a  dog|||", ["a dog", "the dog"]) == "SCORE ||| a dog ||| the dog ||| a dog"
+    with pytest.raises(ValueError, match="one line per caption"):
+        score_line("a dog\nruns", ["a dog"])
+
+
+def test_missing_java_is_one_clear_error(monkeypatch, meteor):
+    from shared_eval import meteor as meteor_module
+    from shared_eval.captions import Meteor, MeteorUnavailableError
+
+    monkeypatch.setattr(meteor_module, "_PROCESS", None)  # restored after the test: the session JVM survives
+    monkeypatch.setattr(meteor_module.shutil, "which", lambda name: None)
+    with pytest.raises(MeteorUnavailableError, match="needs Java"):
+        Meteor()

@@ -1,0 +1,1 @@
+"""Spot-the-Diff and CLEVR-Change loaders for both stages."""

@@ -1,0 +1,114 @@
+"""Stage 2, "IDC finetuning": caption decoder on the adapted visual tower; eval = greedy captions scored with
+BLEU/METEOR/ROUGE-L/CIDEr against gt/<datatype>_total_change_captions_reformat.json."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+from caption_eval import load_gt, score_parts
+from dataloaders.data_dataloaders import DATALOADER_DICT
+from engine import caption_cross_entropy, generate_captions, prep_optimizer, train_one_epoch
+from errors import run_cli
+from modules.build import build_model, build_tokenizer, freeze_clip
+from params import parse_args
+from util import get_logger, init_distributed_mode, resolve_precision, save_atomic, set_seed, wrap_ddp
+
+logger = logging.getLogger("clip4idc")
+
+
+def split_references(dataset) -> dict[str, list[str]]:
+    """Ground truth of a split straight from its loader (for model selection on val, which has no gt/ file)."""
+    gts = {dataset.pair_name(i): sentences for i, (_, sentences) in enumerate(dataset.pairs)}
+    if hasattr(dataset, "no_change"):
+        gts.update({dataset.pair_name(i) + "_n": dataset.no_change[name] for i, (name, _) in enumerate(dataset.pairs)})
+    return gts
+
+
+def evaluate(model, loader, gts, tokenizer, device, args, tag, draw: bool = False) -> dict:
+    """Greedy captions -> hyp_ep_<tag>.json (atomic) -> scores (total, and sc/nsc parts)."""
+    results = generate_captions(model, loader, tokenizer, device, args.precision, args.max_words, args.datatype)
+    save_atomic(results, os.path.join(args.output_dir, f"hyp_ep_{tag}.json"))
+    scores = score_parts(gts, results, meteor=not args.no_meteor)
+    for part, s in scores.items():
+        logger.info(">>>  [%s] BLEU_1: %.4f, BLEU_2: %.4f, BLEU_3: %.4f, BLEU_4: %.4f", part, s["Bleu_1"], s["Bleu_2"],
+                    s["Bleu_3"], s["Bleu_4"])
+        logger.info(">>>  [%s] METEOR: %.4f, ROUGE_L: %.4f, CIDEr: %.4f", part, s.get("METEOR", float("nan")),
+                    s["ROUGE_L"], s["CIDEr"])
+    if draw and args.save_vis:
+        from visualize import save_pair_figures
+
+        save_pair_figures(loader.dataset, results, gts, args.save_vis, args.vis_num)
+    return scores
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args("caption", argv)
+    device = init_distributed_mode(args)
+    os.makedirs(args.output_dir, exist_ok=True)
+    get_logger(os.path.join(args.output_dir, "log.txt") if args.rank == 0 else None)
+    set_seed(args.seed)  # the original seeded CLEVR only; Spot is seeded too here
+    args.precision = resolve_precision(args.precision, device)
+    logger.info("Effective parameters: %s", json.dumps(vars(args), sort_keys=True))
+
+    tokenizer = build_tokenizer(args)
+    model = build_model(args, tokenizer, fp16=args.precision == "fp16").to(device)
+    frozen = freeze_clip(model, args.freeze_layer_num, args.datatype, "caption", args.linear_patch)
+    logger.info("frozen CLIP parameters: %d tensors", len(frozen))
+    test_loader, test_length = DATALOADER_DICT[args.datatype]["test"](args, tokenizer, "caption")
+    test_gts = load_gt(os.path.join(args.gt_dir, f"{args.datatype}_total_change_captions_reformat.json"))
+    summary: dict = {"epochs": []}
+
+    if args.do_train:
+        if args.select_on == "val":
+            select_loader = DATALOADER_DICT[args.datatype]["val"](args, tokenizer, "caption")[0]
+            select_gts = split_references(select_loader.dataset)
+        else:
+            select_loader, select_gts = test_loader, test_gts
+        train_loader, train_length, sampler = DATALOADER_DICT[args.datatype]["train"](args, tokenizer, "caption")
+        t_total = (len(train_loader) + args.gradient_accumulation_steps - 1) / args.gradient_accumulation_steps * args.epochs
+        optimizer = prep_optimizer(model, "caption", args.lr, args.coef_lr, args.warmup_proportion, t_total)
+        ddp_model = wrap_ddp(model, args)
+        logger.info("***** Running training ***** examples %d, batch %d, steps %d", train_length, args.batch_size,
+                    t_total * args.gradient_accumulation_steps)
+        best, best_file, global_step, since_best = 0.00001, None, 0, 0
+        for epoch in range(args.epochs):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            loss, global_step = train_one_epoch(ddp_model, train_loader, optimizer, device, args, epoch, global_step)
+            stop = [False]
+            if args.rank == 0:
+                logger.info("Epoch %d/%s Finished, Train Loss: %f", epoch + 1, args.epochs, loss)
+                path = os.path.join(args.output_dir, f"pytorch_model.bin.{epoch}")
+                save_atomic(model.state_dict(), path)
+                logger.info("Model saved to %s", path)
+                scores = evaluate(model, select_loader, select_gts, tokenizer, device, args, epoch)
+                summary["epochs"].append({"epoch": epoch, "train_loss": loss, args.select_on: scores})
+                since_best += 1
+                if best <= scores["total"]["CIDEr"]:
+                    best, best_file, since_best = scores["total"]["CIDEr"], path, 0
+                logger.info("The best model is: %s, the CIDEr is: %.4f", best_file, best)
+                stop = [since_best > args.early_stop]
+            if args.world_size > 1:  # every rank must leave the loop together
+                dist.broadcast_object_list(stop, src=0)
+            if stop[0]:
+                break
+        summary["best_model"] = best_file
+        if args.rank == 0 and args.select_on == "val" and best_file is not None:
+            model.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
+    if args.rank == 0:
+        logger.info("Test split (%d pairs):", test_length)
+        summary["test"] = evaluate(model, test_loader, test_gts, tokenizer, device, args,
+                                   "test" if args.do_train else "eval", draw=True)
+        summary["token_ce"] = caption_cross_entropy(model, test_loader, device, args.datatype)
+        logger.info("teacher-forced token cross-entropy of the test change captions: %.4f", summary["token_ce"])
+        save_atomic(summary, os.path.join(args.output_dir, "results.json"))
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

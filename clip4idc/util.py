@@ -1,0 +1,93 @@
+"""Logging, distributed set-up from the launcher's environment, seeding, precision and atomic writes."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def get_logger(filename: str | None = None) -> logging.Logger:
+    """Root logger to stderr and (rank 0) to ``filename`` (the original's log.txt)."""
+    logger = logging.getLogger()
+    logger.setLevel(logging.INFO)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    fmt = logging.Formatter("%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S")
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(fmt)
+    logger.addHandler(stream)
+    if filename:
+        handler = logging.FileHandler(filename)
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    return logger
+
+
+def init_distributed_mode(args) -> torch.device:
+    """One process unless a launcher set WORLD_SIZE > 1; then NCCL on CUDA, gloo on CPU (never at import time)."""
+    args.world_size = int(os.environ.get("WORLD_SIZE", 1))
+    args.rank = int(os.environ.get("RANK", 0))
+    args.local_rank = int(os.environ.get("LOCAL_RANK", args.local_rank if args.world_size > 1 else 0))
+    cuda = torch.cuda.is_available()
+    if args.world_size > 1:
+        if cuda:
+            torch.cuda.set_device(args.local_rank)
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    args.n_gpu = 1 if cuda else 0
+    return torch.device("cuda", args.local_rank) if cuda else torch.device("cpu")
+
+
+def is_main_process(args) -> bool:
+    return args.rank == 0
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """auto -> fp16 on CUDA (the original stores CLIP weights in fp16), fp32 on CPU."""
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise SystemExit("--precision fp16 needs CUDA (fp16 matmuls on CPU are slow and untested); use fp32 or bf16")
+    return precision
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def save_atomic(obj: Any, path: str) -> None:
+    """torch.save (or json for dicts/lists with ``.json`` paths) to ``path`` via a temporary file and os.replace."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    if path.endswith(".json"):
+        with open(tmp, "w") as f:
+            json.dump(obj, f)
+    else:
+        torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def wrap_ddp(model: torch.nn.Module, args) -> torch.nn.Module:
+    """DistributedDataParallel when launched with several processes (stage 2 leaves the text tower unused)."""
+    if args.world_size <= 1:
+        return model
+    device_ids = [args.local_rank] if torch.cuda.is_available() else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)

@@ -1,0 +1,1 @@
+"""Data: COCO Karpathy splits, grid/segmentation features, captions and vocabulary."""

@@ -1,0 +1,67 @@
+"""Modules that carry decoding state (M²'s stateful containers, which DIFNet's checkpoints depend on).
+
+A state is a buffer with a default value. While a module is stateful its states are expanded to the batch and
+updated in place by ``forward`` (the decoder's key/value cache, the running mask and the running position);
+leaving the stateful context restores the defaults. The defaults are what ``state_dict()`` holds, so the
+checkpoint keys ``decoder.running_seq`` and ``decoder.layers.i.self_att.running_keys`` exist as in the original.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+
+class StatefulModule(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.is_stateful = False
+        self._state_defaults: dict[str, torch.Tensor] = {}
+
+    def register_state(self, name: str, default: torch.Tensor) -> None:
+        self._state_defaults[name] = default.clone()
+        self.register_buffer(name, default)
+
+    def _stateful_children(self) -> Iterator[StatefulModule]:
+        return (m for m in self.children() if isinstance(m, StatefulModule))
+
+    def apply_to_states(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        for name in self._state_defaults:
+            self._buffers[name] = fn(self._buffers[name])
+        for child in self._stateful_children():
+            child.apply_to_states(fn)
+
+    def enable_statefulness(self, batch_size: int) -> None:
+        for child in self._stateful_children():
+            child.enable_statefulness(batch_size)
+        for name, default in self._state_defaults.items():
+            device = self._buffers[name].device
+            state = default.to(device).unsqueeze(0)
+            self._buffers[name] = state.expand(batch_size, *state.shape[1:]).contiguous()
+        self.is_stateful = True
+
+    def disable_statefulness(self) -> None:
+        for child in self._stateful_children():
+            child.disable_statefulness()
+        for name, default in self._state_defaults.items():
+            self._buffers[name] = default.to(self._buffers[name].device)
+        self.is_stateful = False
+
+    @contextmanager
+    def statefulness(self, batch_size: int):
+        self.enable_statefulness(batch_size)
+        try:
+            yield
+        finally:
+            self.disable_statefulness()
+
+
+class StatefulModuleList(nn.ModuleList, StatefulModule):
+    """A ModuleList whose stateful members take part in enable/disable/apply_to_states."""
+
+    def __init__(self, modules) -> None:
+        StatefulModule.__init__(self)
+        for module in modules:
+            self.append(module)

@@ -1,0 +1,97 @@
+"""Inputs a user can get wrong stop with one line naming the file, key or flag and the fix."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from builders import load_checkpoint, load_weights
+from data.coco import check_visual_inputs, load_splits
+from data.features import GridFeatures, SegmentationFeatures
+from errors import DifnetError
+from models import CaptioningModel, ModelConfig
+
+SUBPROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def broken_toy(toy, tmp_path):
+    """A copy of the toy set that each test can damage."""
+    shutil.copytree(toy / "annotations", tmp_path / "annotations")
+    shutil.copytree(toy / "segmentations", tmp_path / "segmentations")
+    shutil.copy(toy / "coco_grid_feats2.hdf5", tmp_path / "coco_grid_feats2.hdf5")
+    return tmp_path
+
+
+def first_test_image(root: Path):
+    return load_splits(str(root / "annotations"))["test"][0]
+
+
+def test_missing_feature_key(broken_toy):
+    ex = first_test_image(broken_toy)
+    with h5py.File(broken_toy / "coco_grid_feats2.hdf5", "a") as f:
+        del f[f"{ex.image_id}_features"]
+    grid = GridFeatures(str(broken_toy / "coco_grid_feats2.hdf5"))
+    splits = load_splits(str(broken_toy / "annotations"))
+    with pytest.raises(DifnetError, match=rf"no key '{ex.image_id}_features'.*make difnet-data"):
+        check_visual_inputs(splits["test"], grid, None)
+    with pytest.raises(DifnetError, match=rf"no key '{ex.image_id}_features'"):
+        grid[ex.image_id]
+
+
+def test_wrong_feature_shape(broken_toy):
+    ex = first_test_image(broken_toy)
+    with h5py.File(broken_toy / "coco_grid_feats2.hdf5", "a") as f:
+        del f[f"{ex.image_id}_features"]
+        f[f"{ex.image_id}_features"] = np.zeros((49, 1024), dtype=np.float32)
+    with pytest.raises(DifnetError, match=r"has shape \(49, 1024\), expected \(N, 2048\)"):
+        GridFeatures(str(broken_toy / "coco_grid_feats2.hdf5"))[ex.image_id]
+
+
+def test_missing_and_misshapen_segmentation(broken_toy):
+    ex = first_test_image(broken_toy)
+    path = broken_toy / "segmentations" / "val2014" / f"{ex.image_id}.npy"
+    seg = SegmentationFeatures(str(broken_toy / "segmentations"))
+    np.save(path, np.zeros((133, 14, 14), dtype=np.float32))
+    with pytest.raises(DifnetError, match=r"has shape \(133, 14, 14\), expected \(133, 7, 7\)"):
+        seg(ex.image_id, "val2014")
+    os.remove(path)
+    grid = GridFeatures(str(broken_toy / "coco_grid_feats2.hdf5"))
+    with pytest.raises(DifnetError, match=rf"segmentation file .*{ex.image_id}.npy not found \(--pixel_path\)"):
+        check_visual_inputs(load_splits(str(broken_toy / "annotations"))["test"], grid, seg)
+
+
+def test_vocabulary_size_mismatch(tmp_path):
+    model = CaptioningModel(ModelConfig(mode="base", vocab_size=30, d_model=16, d_ff=32, h=2))
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "x.pth")
+    other = CaptioningModel(ModelConfig(mode="base", vocab_size=31, d_model=16, d_ff=32, h=2))
+    with pytest.raises(DifnetError, match=r"vocabulary of 30 tokens but the vocabulary has 31.*--vocab_path"):
+        load_weights(other, load_checkpoint(str(tmp_path / "x.pth"))["state_dict"], "x.pth")
+    lrp = CaptioningModel(ModelConfig(mode="difnet", vocab_size=30, d_model=16, d_ff=32, h=2))
+    with pytest.raises(DifnetError, match=r"does not fit mode 'difnet'.*--mode"):
+        load_weights(lrp, model.state_dict(), "x.pth")
+    with pytest.raises(DifnetError, match=r"checkpoint .*missing.pth not found"):
+        load_checkpoint(str(tmp_path / "missing.pth"))
+
+
+def test_missing_annotations(tmp_path):
+    with pytest.raises(DifnetError, match=r"captions_train2014.json not found \(--annotation_folder\)"):
+        load_splits(str(tmp_path))
+
+
+def test_entry_script_prints_one_line(toy, tmp_path):
+    """The scripts turn these errors into a one-line exit message, not a traceback."""
+    env = {**os.environ, "PYTHONPATH": str(SUBPROJECT.parent), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "test.py", "--exp_name", "none", "--model_path", str(tmp_path), "--vocab_path",
+         str(tmp_path / "vocab.pkl"), "--annotation_folder", str(toy / "annotations")],
+        cwd=SUBPROJECT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("difnet:")]
+    assert len(lines) == 1 and lines[0].startswith("difnet: vocabulary") and "make difnet-data" in lines[0]

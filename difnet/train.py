@@ -1,0 +1,271 @@
+"""DIFNet training: cross-entropy, then SCST (CIDEr-D reward), validating and testing after every epoch.
+
+    python train.py --mode difnet_lrp --exp_name DIFNet_lrp [--features_path ... --pixel_path ... --annotation_folder ...]
+    torchrun --nproc_per_node=2 train.py ...   # data-parallel (gloo on CPU, nccl on GPU); --batch_size stays global
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+import warnings
+
+import numpy as np
+import torch
+from torch.optim import Adam
+from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.tensorboard import SummaryWriter
+
+import engine
+from builders import (add_data_args, add_model_args, atomic_copy, atomic_save, config_dict, load_checkpoint,
+                      load_weights, model_config, visual_inputs, vocab_for_training)
+from data.coco import CaptionDataset, ImageDataset, check_visual_inputs, collate_captions, collate_images, load_splits
+from data.text import CaptionTokenizer
+from distributed import DistInfo, barrier, broadcast_float, broadcast_parameters, init_distributed_mode
+from errors import DifnetError
+from models import CaptioningModel
+from shared_eval.captions import CiderD, tokenize
+
+logger = logging.getLogger("difnet")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="DIFNet")
+    parser.add_argument("--exp_name", type=str, default="DIFNet", help="'test' runs one batch per loop (smoke run)")
+    parser.add_argument("--batch_size", type=int, default=50, help="captions per XE batch (SCST: batch_size // 5 images)")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--m", type=int, default=40, help="memory slots (unused, as in the original)")
+    parser.add_argument("--warmup", type=int, default=10000, help="Noam warm-up (unused, as in the original)")
+    parser.add_argument("--resume_last", action="store_true")
+    parser.add_argument("--resume_best", action="store_true")
+    parser.add_argument("--logs_folder", type=str, default="./output/tensorboard_logs")
+    parser.add_argument("--model_path", type=str, default="./output/saved_transformer_models")
+    add_data_args(parser)
+    add_model_args(parser)
+    # schedule constants of the original, as flags
+    parser.add_argument("--xe_base_lr", type=float, default=1e-4, help="peak XE learning rate of the epoch schedule")
+    parser.add_argument("--rl_lr", type=float, default=5e-6, help="SCST learning rate")
+    parser.add_argument("--max_epochs", type=int, default=100, help="epochs per launch")
+    parser.add_argument("--switch_epoch", type=int, default=20, help="switch to SCST after this epoch index")
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--no_meteor", action="store_true", help="skip METEOR (Java) in the per-epoch metrics")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the training steps (CUDA only)")
+    return parser
+
+
+def xe_lr_lambda(base_lr: float):
+    """Learning rate of XE epoch s (the scheduler steps once per epoch, s = epoch + 1)."""
+
+    def lr(s: int) -> float:
+        if s <= 3:
+            return base_lr * s / 4
+        if s <= 10:
+            return base_lr
+        if s <= 12:
+            return base_lr * 0.2
+        return base_lr * 0.2 * 0.2
+
+    return lr
+
+
+def set_seeds(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def rng_states() -> dict:
+    return {
+        "torch_rng_state": torch.get_rng_state(),
+        "cuda_rng_state": torch.cuda.get_rng_state() if torch.cuda.is_available() else torch.empty(0, dtype=torch.uint8),
+        "numpy_rng_state": np.random.get_state(),
+        "random_rng_state": random.getstate(),
+    }
+
+
+def restore_rng_states(data: dict) -> None:
+    torch.set_rng_state(data["torch_rng_state"])
+    if torch.cuda.is_available() and data["cuda_rng_state"].numel():
+        torch.cuda.set_rng_state(data["cuda_rng_state"])
+    np.random.set_state(data["numpy_rng_state"])
+    random.setstate(data["random_rng_state"])
+
+
+def make_loader(dataset, batch_size: int, info: DistInfo, args, collate, *, shuffle: bool, drop_last: bool = False,
+                seed: int = 1234) -> DataLoader:
+    """Training loaders shard (and shuffle, reproducibly per epoch) across processes; evaluation ones do not."""
+    sampler = None
+    if shuffle:
+        sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed)
+        batch_size = max(batch_size // info.world_size, 1)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=args.workers,
+                      collate_fn=collate, drop_last=drop_last, persistent_workers=args.workers > 0)
+
+
+def log_scores(writer: SummaryWriter | None, split: str, scores: dict, epoch: int) -> None:
+    if writer is None:
+        return
+    writer.add_scalar(f"data/{split}_cider", scores["CIDEr"], epoch)
+    writer.add_scalar(f"data/{split}_bleu1", scores["Bleu_1"], epoch)
+    writer.add_scalar(f"data/{split}_bleu4", scores["Bleu_4"], epoch)
+    if "METEOR" in scores:
+        writer.add_scalar(f"data/{split}_meteor", scores["METEOR"], epoch)
+    writer.add_scalar(f"data/{split}_rouge", scores["ROUGE_L"], epoch)
+
+
+def main(args: argparse.Namespace) -> None:
+    # LambdaLR.step() runs at the start of each XE epoch, before any optimizer step, as in the original
+    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+    info = init_distributed_mode()
+    set_seeds(args.seed)
+    device = torch.device(args.device if args.device != "cuda" or not info.distributed else f"cuda:{info.local_rank}")
+    logger.info("%s", args)
+    smoke = args.exp_name == "test"
+    os.makedirs(args.model_path, exist_ok=True)
+    writer = SummaryWriter(log_dir=os.path.join(args.logs_folder, args.exp_name)) if info.is_main else None
+
+    splits = load_splits(args.annotation_folder)
+    tokenizer = CaptionTokenizer()
+    if info.is_main:
+        vocab = vocab_for_training(args.vocab_path, [ex.caption for ex in splits["train"] + splits["val"]], tokenizer)
+    barrier(info)
+    if not info.is_main:
+        vocab = vocab_for_training(args.vocab_path, [], tokenizer)
+    grid, seg = visual_inputs(args)
+    if info.is_main:
+        check_visual_inputs(splits["train"] + splits["val"] + splits["test"], grid, seg)
+
+    cfg = model_config(args, vocab)
+    model = CaptioningModel(cfg).to(device)
+    broadcast_parameters(model, info)
+
+    collate = collate_captions(vocab)
+    loader_train = make_loader(CaptionDataset(splits["train"], grid, seg, tokenizer), args.batch_size, info, args,
+                               collate, shuffle=True, drop_last=True, seed=args.seed)
+    loader_val = make_loader(CaptionDataset(splits["val"], grid, seg, tokenizer), args.batch_size, info, args,
+                             collate, shuffle=False)
+    dict_train = make_loader(ImageDataset(splits["train"], grid, seg), args.batch_size // 5, info, args,
+                             collate_images, shuffle=True, seed=args.seed)
+    dict_val = make_loader(ImageDataset(splits["val"], grid, seg), args.batch_size // 5, info, args,
+                           collate_images, shuffle=False)
+    dict_test = make_loader(ImageDataset(splits["test"], grid, seg), args.batch_size // 5, info, args,
+                            collate_images, shuffle=False)
+    # CIDEr-D document frequencies over all training captions, each caption one document (as the original)
+    scorer = CiderD.from_references([[c] for c in tokenize([ex.caption for ex in splits["train"]])])
+
+    optim = Adam(model.parameters(), lr=1, betas=(0.9, 0.98))
+    scheduler = LambdaLR(optim, xe_lr_lambda(args.xe_base_lr))
+    loss_fn = torch.nn.NLLLoss(ignore_index=vocab.stoi["<pad>"])
+    use_rl, best_cider, patience, start_epoch = False, 0.0, 0, 0
+    last_path = os.path.join(args.model_path, f"{args.exp_name}_last.pth")
+    best_path = os.path.join(args.model_path, f"{args.exp_name}_best.pth")
+
+    if args.resume_last or args.resume_best:
+        fname = last_path if args.resume_last else best_path
+        if os.path.exists(fname):
+            data = load_checkpoint(fname)
+            restore_rng_states(data)
+            load_weights(model, data["state_dict"], fname, strict=False)  # strict=False as the original
+            use_rl = data["use_rl"]
+            if use_rl:
+                optim = Adam(model.parameters(), lr=args.rl_lr)
+            optim.load_state_dict(data["optimizer"])
+            scheduler.load_state_dict(data["scheduler"])
+            start_epoch, best_cider, patience = data["epoch"] + 1, data["best_cider"], data["patience"]
+            logger.info("Resuming from epoch %d, validation loss %f, and best cider %f (patience %d)",
+                        data["epoch"], data["val_loss"], data["best_cider"], patience)
+
+    logger.info("Training starts")
+    for e in range(start_epoch, start_epoch + args.max_epochs):
+        for loader in (loader_train, dict_train):
+            loader.sampler.set_epoch(e)
+        if not use_rl:
+            scheduler.step()
+            train_loss = engine.train_xe(model, loader_train, optim, loss_fn, device, e, info, smoke=smoke,
+                                         bf16=args.bf16)
+        else:
+            train_loss, reward, reward_baseline = engine.train_scst(model, dict_train, optim, scorer, vocab, device, e,
+                                                                    info, smoke=smoke, bf16=args.bf16)
+            if writer is not None:
+                writer.add_scalar("data/reward", reward, e)
+                writer.add_scalar("data/reward_baseline", reward_baseline, e)
+        if writer is not None:
+            writer.add_scalar("data/train_loss", train_loss, e)
+
+        val_loss = val_cider = 0.0
+        if info.is_main:
+            val_loss = engine.evaluate_loss(model, loader_val, loss_fn, device, e, smoke=smoke)
+            writer.add_scalar("data/val_loss", val_loss, e)
+            scores = engine.score_captions(engine.generate_captions(model, dict_val, vocab, device, f"Epoch {e} - evaluation",
+                                                                    smoke=smoke), meteor=not args.no_meteor)
+            logger.info("Epoch %d: train loss %.4f, val loss %.4f; validation scores %s", e, train_loss, val_loss,
+                        engine.original_format(scores))
+            val_cider = scores["CIDEr"]
+            log_scores(writer, "val", scores, e)
+            # the original also scores the test split after every epoch
+            scores = engine.score_captions(engine.generate_captions(model, dict_test, vocab, device, f"Epoch {e} - test",
+                                                                    smoke=smoke), meteor=not args.no_meteor)
+            logger.info("Epoch %d: test scores %s", e, engine.original_format(scores))
+            log_scores(writer, "test", scores, e)
+            writer.flush()
+        val_cider = broadcast_float(val_cider, info)
+
+        best = val_cider >= best_cider
+        if best:
+            best_cider, patience = val_cider, 0
+        else:
+            patience += 1
+        switch_to_rl = exit_train = False
+        if patience == args.patience:
+            if not use_rl:
+                use_rl, switch_to_rl, patience = True, True, 0
+                optim = Adam(model.parameters(), lr=args.rl_lr)
+                logger.info("Switching to RL")
+            else:
+                logger.info("patience reached.")
+                exit_train = True
+        if not use_rl and e >= args.switch_epoch:
+            use_rl, switch_to_rl, patience = True, True, 0
+            optim = Adam(model.parameters(), lr=args.rl_lr)
+            logger.info("Switching to RL")
+        if switch_to_rl and not best:
+            data = load_checkpoint(best_path)
+            restore_rng_states(data)
+            load_weights(model, data["state_dict"], best_path)
+            logger.info("Resuming from epoch %d, validation loss %f, and best cider %f", data["epoch"],
+                        data["val_loss"], data["best_cider"])
+
+        if info.is_main:
+            atomic_save({
+                **rng_states(),
+                "epoch": e,
+                "val_loss": val_loss,
+                "val_cider": val_cider,
+                "state_dict": model.state_dict(),
+                "optimizer": optim.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "patience": patience,
+                "best_cider": best_cider,
+                "use_rl": use_rl,
+                "config": config_dict(cfg),  # not in the original: the model sizes, for test.py
+            }, last_path)
+            if best:
+                atomic_copy(last_path, best_path)
+        barrier(info)
+        if exit_train:
+            break
+    if writer is not None:
+        writer.close()
+    grid.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        main(get_args_parser().parse_args())
+    except DifnetError as e:
+        sys.exit(f"difnet: {e}")

@@ -1,0 +1,1 @@
+"""ReferIt / RefCOCO (UNC, UNC+) / RefCOCOg (GRef) loading and preprocessing."""

@@ -1,0 +1,54 @@
+"""DMN test set-up: one torch thread, the package importable, toy data built once per session."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+SUBPROJECT = HERE.parent
+ROOT = SUBPROJECT.parent
+for path in (SUBPROJECT, ROOT):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+torch.set_num_threads(1)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long run, skipped unless --runslow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow; use --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory) -> Path:
+    """The toy refer/ReferIt dataset (small), written once."""
+    from toydata.refer import write
+
+    out = tmp_path_factory.mktemp("toy_refer")
+    write(out, seed=0, size=48, image_size=64)
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_data_default(tmp_path_factory) -> Path:
+    """The toy dataset as `make dmn-toy` writes it (240 images of 128 x 128)."""
+    from toydata.refer import write
+
+    out = tmp_path_factory.mktemp("toy_refer_default")
+    write(out, seed=0)
+    return out

@@ -1,0 +1,146 @@
+"""`make spatial_captioning-demo`: toy data -> XE training -> SCST -> evaluation, with figures.
+
+Writes OUT/demo_result.json ({"metric", "before", "after", "seconds", "figures"} plus the intermediate scores)
+and OUT/*.png. Runs in about two minutes on one CPU thread.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import eval as eval_script
+import models
+import opts
+import train as train_script
+from dataloader import DataLoader
+from eval_utils import eval_split
+from misc.checkpoint import load_pickle
+from misc.losses import LanguageModelCriterion
+
+log = logging.getLogger("demo")
+METRIC = "CIDEr"
+
+
+def toy_args(toy: Path, ckpt: Path, run_id: str, grid_dir: Path | None = None) -> list[str]:
+    return ["--id", run_id, "--caption_model", "spatial_pe", "--input_json", str(toy / "cocotalk.json"),
+            "--input_img_feat_dir", str(toy / "cocobu_att"), "--input_label_h5", str(toy / "cocotalk_label.h5"),
+            "--input_grid_vec_dir", str(grid_dir or toy / "cocobu_box_vec"), "--checkpoint_path", str(ckpt),
+            "--num_layers", "2", "--input_encoding_size", "128", "--ff_size", "256", "--num_grids", "144",
+            "--dropout", "0.1", "--device", "cpu", "--batch_size", "16", "--val_images_use", "40",
+            "--cached_tokens", str(toy / "coco-train-idxs.p"), "--tensorboard", "1", "--losses_log_every", "10"]
+
+
+def evaluate(ckpt: Path, run_id: str, toy: Path, grid_dir: Path) -> tuple[float, list[dict]]:
+    argv = ["--device", "cpu", "--model", str(ckpt / "model.pth"), "--infos_path", str(ckpt / f"infos_{run_id}.pkl"),
+            "--input_json", str(toy / "cocotalk.json"), "--input_label_h5", str(toy / "cocotalk_label.h5"),
+            "--input_img_feat_dir", str(toy / "cocobu_att"), "--input_grid_vec_dir", str(grid_dir),
+            "--language_eval", "1", "--meteor", "0", "--ann_file", str(toy / "annotations" / "captions_val2014.json"),
+            "--dump_images", "0", "--beam_size", "1", "--split", "test", "--id", run_id]
+    _, preds, stats = eval_script.run(eval_script.get_parser().parse_args(argv))
+    return stats[METRIC], preds
+
+
+def untrained_score(toy: Path, out: Path) -> float:
+    opt = opts.parse_opt(toy_args(toy, out / "untrained", "untrained"))
+    torch.manual_seed(opt.seed)
+    loader = DataLoader(opt, "test")
+    opt.vocab_size, opt.seq_length = loader.vocab_size(), loader.seq_length()
+    model = models.setup(opt)
+    kwargs = {**vars(opt), "split": "test", "language_eval": 1, "meteor": 0,
+              "ann_file": str(toy / "annotations" / "captions_val2014.json")}
+    _, _, stats = eval_split(model, LanguageModelCriterion(), loader, kwargs, torch.device("cpu"))
+    return stats[METRIC]
+
+
+def zero_grid_copy(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.glob("*.npy"):
+        np.save(dst / f.name, np.zeros_like(np.load(f)))
+    return dst
+
+
+def plot_curves(hist_xe: dict, hist_rl: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    xe = sorted(hist_xe["loss_history"].items())
+    a.plot([i for i, _ in xe], [v for _, v in xe])
+    a.set(title="cross-entropy training", xlabel="iteration", ylabel="loss")
+    rl = sorted((i, v) for i, v in hist_rl["loss_history"].items() if i > max(hist_xe["loss_history"]))
+    b.plot([i for i, _ in rl], [v for _, v in rl], color="C1")
+    b.axhline(0, color="grey", lw=0.5)
+    b.set(title="self-critical training", xlabel="iteration", ylabel="reward (sample - greedy CIDEr-D)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_examples(toy: Path, preds: list[dict], preds_zero: list[dict], path: Path, n: int = 4) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    zero = {p["image_id"]: p["caption"] for p in preds_zero}
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6))
+    for ax, p in zip(axes, preds[:n]):
+        ax.imshow(Image.open(toy / "images" / p["file_path"]))
+        for x1, y1, x2, y2 in np.load(toy / "cocobu_box" / f"{p['image_id']}.npy"):
+            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="white", lw=0.8))
+        ax.set_title(f"{p['caption']}\n(box_vec = 0: {zero[p['image_id']]})", fontsize=7)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--toy", type=Path, required=True, help="toy data folder (toydata.cocotalk output)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--xe_iters", type=int, default=200)
+    parser.add_argument("--scst_iters", type=int, default=30)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(1)
+    start = time.time()
+    toy, out = args.toy.resolve(), args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    os.chdir(out)  # eval.py writes vis/ and eval_results/ here
+    before = untrained_score(toy, out)
+    xe_dir, rl_dir = out / "checkpoints" / "xe", out / "checkpoints" / "scst"
+    train_script.train(opts.parse_opt(toy_args(toy, xe_dir, "xe") + [
+        "--noamopt", "--noamopt_warmup", "100", "--noamopt_factor", "0.2", "--max_iters", str(args.xe_iters),
+        "--max_epochs", "1000", "--save_checkpoint_every", "100000", "--perform_validation_every", "100000"]))
+    after_xe, _ = evaluate(xe_dir, "xe", toy, toy / "cocobu_box_vec")
+    infos = load_pickle(xe_dir / "infos_xe.pkl")
+    rl_args = toy_args(toy, rl_dir, "xe") + [
+        "--start_from", str(xe_dir), "--self_critical_after", str(infos["epoch"]), "--learning_rate", "5e-4",
+        "--max_iters", str(args.xe_iters + args.scst_iters), "--max_epochs", "1000",
+        "--save_checkpoint_every", "100000", "--perform_validation_every", "100000",
+        "--batch_size", "9", "--losses_log_every", "2"]  # the README's SCST batch size
+    train_script.train(opts.parse_opt(rl_args))
+    after, preds = evaluate(rl_dir, "xe", toy, toy / "cocobu_box_vec")
+    zero, preds_zero = evaluate(rl_dir, "xe", toy, zero_grid_copy(toy / "cocobu_box_vec", out / "box_vec_zero"))
+    figures = [str(out / "training_curves.png"), str(out / "examples.png")]
+    plot_curves(load_pickle(xe_dir / "histories_xe.pkl"), load_pickle(rl_dir / "histories_xe.pkl"), Path(figures[0]))
+    plot_examples(toy, preds, preds_zero, Path(figures[1]))
+    result = {"metric": f"{METRIC} (toy test)", "before": before, "after": after, "seconds": time.time() - start,
+              "figures": figures, "after_xe": after_xe, "after_scst": after, "after_scst_box_vec_zeroed": zero}
+    with open(out / "demo_result.json.tmp", "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(out / "demo_result.json.tmp", out / "demo_result.json")
+    log.info("%s", json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

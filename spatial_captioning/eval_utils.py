@@ -1,0 +1,108 @@
+"""Validation / test evaluation: loss, decoding, predictions, and language metrics through shared_eval."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections import defaultdict
+
+import torch
+
+from misc.scorers import evaluate
+
+log = logging.getLogger(__name__)
+DEFAULT_ANN_FILE = "coco-caption/annotations/captions_val2014.json"
+
+
+def decode_sequence(ix_to_word: dict[str, str], seq: torch.Tensor) -> list[str]:
+    """Index rows -> strings, stopping at the first 0."""
+    out = []
+    for row in seq.tolist():
+        words = []
+        for ix in row:
+            if ix == 0:
+                break
+            words.append(ix_to_word[str(ix)])
+        out.append(" ".join(words))
+    return out
+
+
+def load_references(ann_file: str) -> dict[int, list[str]]:
+    """Raw reference captions per image id from a COCO captions annotation file."""
+    if not os.path.isfile(ann_file):
+        raise FileNotFoundError(f"--ann_file {ann_file} not found: language evaluation needs the COCO captions "
+                                "annotations (coco-caption/annotations/captions_val2014.json, see README)")
+    with open(ann_file) as f:
+        data = json.load(f)
+    refs: dict[int, list[str]] = defaultdict(list)
+    for ann in data["annotations"]:
+        refs[ann["image_id"]].append(ann["caption"])
+    return refs
+
+
+def language_eval(predictions: list[dict], ann_file: str, model_id: str, split: str, meteor: bool = True,
+                  spice: bool = False, results_dir: str = "eval_results") -> dict[str, float]:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (+ SPICE) of the predictions whose image is in ``ann_file``.
+
+    Writes eval_results/<id>_<split>.json like the original (overall scores and the predictions used).
+    """
+    refs = load_references(ann_file)
+    preds = [p for p in predictions if p["image_id"] in refs]
+    log.info("using %d/%d predictions", len(preds), len(predictions))
+    if not preds:
+        raise ValueError(f"none of the predicted image ids is in {ann_file}")
+    gts = {p["image_id"]: refs[p["image_id"]] for p in preds}
+    res = {p["image_id"]: [p["caption"]] for p in preds}
+    out = evaluate(gts, res, tokenized=False, meteor=meteor, spice=spice)
+    os.makedirs(results_dir, exist_ok=True)
+    path = os.path.join(results_dir, f"{model_id}_{split}.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"overall": out, "predictions": preds}, f)
+    os.replace(tmp, path)
+    return out
+
+
+def eval_split(model, crit, loader, eval_kwargs: dict, device: torch.device, autocast=None):
+    """Mean loss over the split (when labels exist and verbose_loss), predictions, and language stats."""
+    verbose_loss = eval_kwargs.get("verbose_loss", 1)
+    split = eval_kwargs.get("split", "val")
+    lang_eval = eval_kwargs.get("language_eval", 0)
+    beam_size = eval_kwargs.get("beam_size", 1)
+    seq_per_img = loader.get_seq_per_img()
+    was_training = model.training
+    model.eval()
+    loss_sum, loss_evals = 0.0, 1e-8
+    predictions = []
+    ctx = autocast or torch.autocast("cpu", enabled=False)
+    for data in loader:
+        feats, masks, boxes = (None if x is None else x.to(device)
+                               for x in (data["img_feats"], data["img_masks"], data["boxes"]))
+        with torch.no_grad(), ctx:
+            if data.get("labels") is not None and verbose_loss:
+                labels, label_masks = data["labels"].to(device), data["label_masks"].to(device)
+                out = model(feats, labels, masks, boxes)
+                loss_sum += crit(out.float(), labels[:, 1:], label_masks[:, 1:]).item()
+                loss_evals += 1
+            rows = torch.arange(0, feats.size(0), seq_per_img, device=device)
+            pick = (lambda x: None if x is None else x[rows])
+            seq, _ = model.sample(pick(feats), pick(masks), pick(boxes), opt=eval_kwargs)
+        if beam_size > 1 and eval_kwargs.get("verbose_beam", 0):
+            for beams in model.done_beams:
+                log.info("beams: %s", " | ".join(decode_sequence(loader.get_vocab(), b["seq"][None])[0] for b in beams))
+        for info, sent in zip(data["infos"], decode_sequence(loader.get_vocab(), seq)):
+            entry = {"image_id": info["id"], "caption": sent, "file_path": info["file_path"]}
+            predictions.append(entry)
+            if eval_kwargs.get("dump_images", 0) == 1 and eval_kwargs.get("image_root"):
+                os.makedirs("vis/imgs", exist_ok=True)
+                shutil.copy(os.path.join(eval_kwargs["image_root"], info["file_path"]),
+                            os.path.join("vis/imgs", f"{info['id']}.jpg"))
+    lang_stats = None
+    if lang_eval == 1:
+        lang_stats = language_eval(predictions, eval_kwargs.get("ann_file") or DEFAULT_ANN_FILE,
+                                   eval_kwargs.get("id", "model"), split, meteor=bool(eval_kwargs.get("meteor", 1)),
+                                   spice=bool(eval_kwargs.get("spice", 0)))
+    if was_training:
+        model.train()
+    return loss_sum / loss_evals, predictions, lang_stats

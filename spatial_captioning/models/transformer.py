@@ -1,0 +1,187 @@
+"""The captioner: bottom-up features (+ grid vectors) -> transformer encoder -> decoder with X-Linear cross attention."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .attention import MultiHeadedAttention, XLinearMultiHeadedAttention
+from .caption_model import BeamOptions, beam_search
+from .embeddings import Embeddings, PositionalEncoding, SpatialPositionalEncoding
+from .encoder_decoder import (Decoder, DecoderLayer, Encoder, EncoderDecoder, EncoderLayer, Generator,
+                              PositionwiseFeedForward)
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int = 9487  # words incl. UNK; the output layer has vocab_size + 1 classes (0 = BOS/EOS/pad)
+    seq_length: int = 16
+    num_layers: int = 6
+    input_encoding_size: int = 512
+    ff_size: int = 2048
+    heads: int = 8
+    img_feat_size: int = 2048
+    dropout: float = 0.5  # the original uses --dropout for every dropout layer
+    use_grid: bool = True
+    num_grids: int = 144
+    enc_pos_embedding: bool = True
+    enc_pos_type: str = "gxg"
+    cross_attn: str = "xlinear"
+    norm: str = "layer"
+    ff_activation: str = "RELU"
+
+
+def subsequent_mask(size: int, device: torch.device | None = None) -> torch.Tensor:
+    """(1, size, size) bool, True on and below the diagonal."""
+    return torch.ones(1, size, size, dtype=torch.bool, device=device).tril()
+
+
+def clip_att(att_feats: torch.Tensor, boxes: torch.Tensor | None, att_masks: torch.Tensor | None):
+    """Trim the box axis to the longest valid box count in the batch."""
+    if att_masks is None:
+        return att_feats, boxes, att_masks
+    max_len = int(att_masks.long().sum(1).max())
+    att_feats = att_feats[:, :max_len].contiguous()
+    att_masks = att_masks[:, :max_len].contiguous()
+    if boxes is not None:
+        boxes = boxes[:, :max_len].contiguous()
+    return att_feats, boxes, att_masks
+
+
+class TransformerModel(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.vocab_size = cfg.vocab_size
+        self.seq_length = cfg.seq_length
+        d = cfg.input_encoding_size
+        self.att_embed = nn.Sequential(nn.Linear(cfg.img_feat_size, d), nn.ReLU(), nn.Dropout(cfg.dropout))
+        self.model = self._make_model(cfg)
+
+    @staticmethod
+    def _make_model(cfg: TransformerConfig) -> EncoderDecoder:
+        d, c = cfg.input_encoding_size, copy.deepcopy
+        tgt_vocab = cfg.vocab_size + 1
+        self_attn = MultiHeadedAttention(cfg.heads, d, cfg.dropout)
+        if cfg.cross_attn == "xlinear":
+            cross_attn: nn.Module = XLinearMultiHeadedAttention(1, d, dropout=cfg.dropout)  # one head, as the original
+        elif cfg.cross_attn == "dot-product":
+            cross_attn = MultiHeadedAttention(cfg.heads, d, cfg.dropout)
+        else:
+            raise ValueError(f"--cross_attn {cfg.cross_attn!r}: expected xlinear or dot-product")
+        ff = PositionwiseFeedForward(d, cfg.ff_size, cfg.dropout, cfg.ff_activation)
+        src_embed = (SpatialPositionalEncoding(cfg.num_grids, d, cfg.dropout, cfg.enc_pos_embedding, cfg.enc_pos_type)
+                     if cfg.use_grid else None)
+        model = EncoderDecoder(
+            Encoder(EncoderLayer(d, c(self_attn), c(ff), cfg.norm, cfg.dropout), cfg.norm, cfg.num_layers),
+            Decoder(DecoderLayer(d, c(self_attn), c(cross_attn), c(ff), cfg.norm, cfg.dropout), cfg.norm,
+                    cfg.num_layers),
+            src_embed,
+            nn.Sequential(Embeddings(d, tgt_vocab), PositionalEncoding(d, cfg.dropout)),
+            Generator(d, tgt_vocab))
+        # Glorot init of every >=2-D parameter under `model` (att_embed keeps PyTorch's default init).
+        for p in model.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        return model
+
+    def prepare_features(self, att_feats: torch.Tensor, boxes: torch.Tensor | None, att_masks: torch.Tensor | None):
+        """Embed valid boxes; returns (embedded feats, boxes, masks (B,1,P))."""
+        att_feats, boxes, att_masks = clip_att(att_feats, boxes, att_masks)
+        if att_masks is None:
+            embedded = self.att_embed(att_feats)
+            att_masks = att_feats.new_ones(att_feats.shape[:2], dtype=torch.long)
+        else:
+            # The original packs the valid boxes (pack_wrapper): padded slots stay exactly zero.
+            valid = att_masks.bool()
+            embedded = att_feats.new_zeros(*att_feats.shape[:2], self.cfg.input_encoding_size)
+            embedded[valid] = self.att_embed(att_feats[valid]).to(embedded.dtype)
+        return embedded, boxes, att_masks.unsqueeze(-2)
+
+    @staticmethod
+    def target_mask(seq: torch.Tensor) -> torch.Tensor:
+        """Causal mask AND non-pad mask; the BOS position is always visible."""
+        mask = seq > 0
+        mask[:, 0] = True
+        return mask.unsqueeze(-2) & subsequent_mask(seq.size(-1), seq.device)
+
+    def forward(self, att_feats: torch.Tensor, seq: torch.Tensor, att_masks: torch.Tensor | None = None,
+                boxes: torch.Tensor | None = None) -> torch.Tensor:
+        """seq (N, T+2) = [0, words, 0...]; returns log-probs (N, T+1, V+1) for targets seq[:, 1:]."""
+        feats, boxes, masks = self.prepare_features(att_feats, boxes, att_masks)
+        seq = seq[:, :-1]
+        out = self.model(feats, seq, boxes, masks, self.target_mask(seq))
+        return self.model.generator(out)
+
+    def encode(self, att_feats: torch.Tensor, att_masks: torch.Tensor | None, boxes: torch.Tensor | None):
+        feats, boxes, masks = self.prepare_features(att_feats, boxes, att_masks)
+        return self.model.encode(feats, boxes, masks), masks
+
+    def get_logprobs_state(self, it: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor,
+                           state: list[torch.Tensor] | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Log-probs of the next word given the words so far; the whole prefix is re-decoded (no cache), as in ORT."""
+        ys = it.unsqueeze(1) if state is None else torch.cat([state[0][0], it.unsqueeze(1)], dim=1)
+        out = self.model.decode(memory, mask, ys, subsequent_mask(ys.size(1), memory.device))
+        return self.model.generator(out[:, -1]), [ys.unsqueeze(0)]
+
+    def sample(self, att_feats: torch.Tensor, att_masks: torch.Tensor | None = None,
+               boxes: torch.Tensor | None = None, opt: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy (sample_max=1), multinomial (sample_max=0) or beam (beam_size>1) decoding -> (seq, logprobs)."""
+        opt = opt or {}
+        if opt.get("beam_size", 1) > 1:
+            return self.sample_beam(att_feats, att_masks, boxes, BeamOptions.from_dict(opt))
+        sample_max = opt.get("sample_max", 1)
+        temperature = opt.get("temperature", 1.0)
+        decoding_constraint = opt.get("decoding_constraint", 0)
+        memory, masks = self.encode(att_feats, att_masks, boxes)
+        batch = memory.size(0)
+        seq = memory.new_zeros((batch, self.seq_length), dtype=torch.long)
+        seq_logprobs = memory.new_zeros(batch, self.seq_length)
+        it = memory.new_zeros(batch, dtype=torch.long)
+        state = None
+        unfinished = torch.ones(batch, dtype=torch.bool, device=memory.device)
+        for t in range(self.seq_length):
+            logprobs, state = self.get_logprobs_state(it, memory, masks, state)
+            if decoding_constraint and t > 0:
+                logprobs = logprobs.scatter(1, seq[:, t - 1].unsqueeze(1), float("-inf"))
+            if sample_max:
+                sample_logprobs, it = torch.max(logprobs.detach(), 1)
+            else:
+                # The original exponentiates logprobs/temperature without renormalising (multinomial does it).
+                probs = torch.exp(logprobs.detach() / temperature)
+                it = torch.multinomial(probs, 1)
+                sample_logprobs = logprobs.gather(1, it).view(-1)
+                it = it.view(-1)
+            unfinished = unfinished & (it > 0)
+            it = it * unfinished.long()
+            seq[:, t] = it
+            seq_logprobs[:, t] = sample_logprobs
+            if not unfinished.any():
+                break
+        return seq, seq_logprobs
+
+    def sample_beam(self, att_feats: torch.Tensor, att_masks: torch.Tensor | None, boxes: torch.Tensor | None,
+                    opt: BeamOptions) -> tuple[torch.Tensor, torch.Tensor]:
+        """Beam search image by image (as the original); keeps all finished beams in ``self.done_beams``."""
+        memory, masks = self.encode(att_feats, att_masks, boxes)
+        batch, beam = memory.size(0), opt.beam_size
+        seq = torch.zeros(self.seq_length, batch, dtype=torch.long)
+        seq_logprobs = torch.zeros(self.seq_length, batch)
+        self.done_beams = []
+        for k in range(batch):
+            mem_k = memory[k:k + 1].expand(beam, *memory.shape[1:]).contiguous()
+            mask_k = masks[k:k + 1].expand(beam, *masks.shape[1:]).contiguous()
+            mems, msks = mem_k.chunk(opt.group_size), mask_k.chunk(opt.group_size)
+            it = memory.new_zeros(beam, dtype=torch.long)
+            logprobs, state = self.get_logprobs_state(it, mem_k, mask_k, None)
+
+            def step(group: int, it: torch.Tensor, state: list[torch.Tensor]):
+                return self.get_logprobs_state(it, mems[group], msks[group], state)
+
+            beams = beam_search(step, state, logprobs, self.seq_length, opt)
+            self.done_beams.append(beams)
+            seq[:, k] = beams[0]["seq"]
+            seq_logprobs[:, k] = beams[0]["logps"]
+        return seq.t().to(memory.device), seq_logprobs.t().to(memory.device)

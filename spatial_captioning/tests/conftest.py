@@ -1,0 +1,41 @@
+"""Test set-up: one torch thread, the subproject's code on sys.path, toy data built once per session."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+SUBPROJECT = HERE.parent
+REPO = SUBPROJECT.parent
+for p in (str(SUBPROJECT), str(REPO)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+torch.set_num_threads(1)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long test, skipped unless --runslow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: pass --runslow to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def toy_dir(tmp_path_factory) -> Path:
+    from toydata import cocotalk
+
+    out = tmp_path_factory.mktemp("toy_cocotalk")
+    cocotalk.write(out, seed=0, size=120)
+    return out
