@@ -35,8 +35,8 @@ $(STAMP): requirements.txt shared_eval/pyproject.toml
 
 setup: $(STAMP) ## create .venv (Python 3.11) with every dependency; re-runs only when requirements.txt changes
 
-test: setup ## run every test suite (one process per subproject) and print "N passed, N failed"
-	@$(THREADS_ENV) $(PY) tools/run_tests.py
+test: setup ## run every test suite (one process per subproject) and print "N passed, N failed"; ARGS=--runslow adds the slow ones
+	@$(THREADS_ENV) $(PY) tools/run_tests.py $(ARGS)
 
 demo: setup ## toy data -> brief training -> evaluation for every subproject; prints one before/after table
 	@rm -rf runs/demo && mkdir -p runs/demo
