@@ -48,6 +48,21 @@ def create_anchors(sizes: Sequence[tuple[int, int]], ratios: Sequence[float], sc
     return cthw2tlbr(torch.cat(out))
 
 
+class AnchorCache:
+    """Anchors for each (feature sizes, device), built once: the loss and the evaluator ask for them every batch."""
+
+    def __init__(self, ratios: Sequence[float], scales: Sequence[float]) -> None:
+        self.ratios, self.scales = ratios, scales
+        self._anchors: dict[tuple, torch.Tensor] = {}
+
+    def __call__(self, feat_sizes: torch.Tensor, device: torch.device) -> torch.Tensor:
+        sizes = tuple(tuple(int(v) for v in s) for s in feat_sizes.tolist())
+        key = (sizes, str(device))
+        if key not in self._anchors:
+            self._anchors[key] = create_anchors(sizes, self.ratios, self.scales).to(device)
+        return self._anchors[key]
+
+
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     """Pairwise IoU (|boxes1| x |boxes2|), continuous coordinates, union + 1e-8 as in ZSGNet's ``IoU_values``."""
     tl = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])

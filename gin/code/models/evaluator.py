@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .anchors import box_iou, create_anchors, decode, paired_iou, xyxy_to_yxyx
+from .anchors import AnchorCache, box_iou, decode, paired_iou, xyxy_to_yxyx
 
 
 def to_pixels(boxes: torch.Tensor, img_size: torch.Tensor) -> torch.Tensor:
@@ -16,17 +16,9 @@ def to_pixels(boxes: torch.Tensor, img_size: torch.Tensor) -> torch.Tensor:
 class Evaluator(nn.Module):
     def __init__(self, ratios: list[float], scales: list[float], acc_iou_threshold: float = 0.5) -> None:
         super().__init__()
-        self.ratios, self.scales = ratios, scales
         self.acc_iou_threshold = acc_iou_threshold
         self.met_keys = ["Acc", "MaxPos"]
-        self._anchors: dict[tuple, torch.Tensor] = {}
-
-    def anchors(self, feat_sizes: torch.Tensor, device: torch.device) -> torch.Tensor:
-        sizes = tuple(tuple(int(v) for v in s) for s in feat_sizes.tolist())
-        key = (sizes, str(device))
-        if key not in self._anchors:
-            self._anchors[key] = create_anchors(sizes, self.ratios, self.scales).to(device)
-        return self._anchors[key]
+        self.anchors = AnchorCache(ratios, scales)
 
     def best_boxes(self, anchors: torch.Tensor, deltas: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Decode only the chosen anchor of each sample (B x 4, tlbr in [-1, 1])."""

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .anchors import create_anchors, encode, match_anchors
+from .anchors import AnchorCache, encode, match_anchors
 
 
 class ZSGLoss(nn.Module):
@@ -15,21 +15,13 @@ class ZSGLoss(nn.Module):
         super().__init__()
         if use_softmax and use_multi:
             raise ValueError("use_softmax=True needs use_multi=False (one positive per sample)")
-        self.ratios, self.scales = ratios, scales
         self.alpha, self.gamma = alpha, gamma
         self.use_focal, self.use_softmax, self.use_multi = use_focal, use_softmax, use_multi
         self.matching_threshold = matching_threshold
         self.lamb_reg = lamb_reg
         self.use_att_loss = use_att_loss
         self.loss_keys = ["loss", "cls_ls", "box_ls"] + (["att_ls"] if use_att_loss else [])
-        self._anchors: dict[tuple, torch.Tensor] = {}
-
-    def anchors(self, feat_sizes: torch.Tensor, device: torch.device) -> torch.Tensor:
-        sizes = tuple(tuple(int(v) for v in s) for s in feat_sizes.tolist())
-        key = (sizes, str(device))
-        if key not in self._anchors:
-            self._anchors[key] = create_anchors(sizes, self.ratios, self.scales).to(device)
-        return self._anchors[key]
+        self.anchors = AnchorCache(ratios, scales)
 
     def attention_loss(self, att_maps: list[torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean BCE-with-logits between each GARAN collect map and its IoU-map target, averaged over the 3 stages."""
