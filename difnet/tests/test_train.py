@@ -2,6 +2,10 @@
 import argparse
 import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,21 +105,41 @@ def test_lrp_scripts_on_a_trained_model(difnet_run, toy, tmp_path):
     assert all(os.path.getsize(f) > 1000 for f in figures) and figures[1].endswith(".png")
 
 
-def run_train(toy: Path, out: Path, *extra: str) -> None:
-    argv = ["--mode", "difnet_lrp", "--exp_name", "toy", "--features_path", str(toy / "coco_grid_feats2.hdf5"),
+def train_argv(toy: Path, out: Path) -> list[str]:
+    return ["--mode", "difnet_lrp", "--exp_name", "toy", "--features_path", str(toy / "coco_grid_feats2.hdf5"),
             "--pixel_path", str(toy / "segmentations"), "--annotation_folder", str(toy / "annotations"),
             "--vocab_path", str(out / "vocab.pkl"), "--model_path", str(out / "models"),
             "--logs_folder", str(out / "tb"), "--workers", "0", "--d_model", "16", "--d_ff", "32", "--head", "2",
             "--N_enc", "2", "--N_dec", "1", "--no_meteor", "--xe_base_lr", "3e-3", "--rl_lr", "1e-4",
-            "--switch_epoch", "0", *extra]
-    train.main(train.get_args_parser().parse_args(argv))
+            "--switch_epoch", "0"]
 
 
-def test_resume_reaches_the_same_weights_and_logs_tensorboard(small_toy, tmp_path):
-    """Epoch 0 is cross-entropy, epoch 1 SCST: an interrupted run resumed with --resume_last ends with the same
-    weights, optimizer and phase as an uninterrupted one."""
+def run_train(toy: Path, out: Path, *extra: str) -> None:
+    train.main(train.get_args_parser().parse_args([*train_argv(toy, out), *extra]))
+
+
+def kill_after_first_checkpoint(toy: Path, out: Path) -> None:
+    """Launch train.py for 3 epochs and SIGKILL it as soon as the epoch-0 checkpoint exists (epoch 1 under way)."""
+    argv = [sys.executable, "train.py", *train_argv(toy, out), "--max_epochs", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(SUBPROJECT.parent), str(SUBPROJECT)])}
+    out.mkdir(parents=True)
+    with open(out / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen(argv, cwd=SUBPROJECT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        last = out / "models" / "toy_last.pth"
+        deadline = time.monotonic() + 300
+        while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert last.exists(), (out / "stderr.txt").read_text()[-2000:]
+
+
+def test_kill_then_resume_reaches_the_same_weights_and_logs_tensorboard(small_toy, tmp_path):
+    """Epoch 0 is cross-entropy, epoch 1 SCST: a run killed during epoch 1 and resumed with --resume_last ends with
+    the same weights, optimizer and phase as an uninterrupted one."""
     run_train(small_toy, tmp_path / "full", "--max_epochs", "2")
-    run_train(small_toy, tmp_path / "split", "--max_epochs", "1")
+    kill_after_first_checkpoint(small_toy, tmp_path / "split")
+    assert torch.load(tmp_path / "split/models/toy_last.pth", weights_only=False)["epoch"] == 0
     run_train(small_toy, tmp_path / "split", "--max_epochs", "1", "--resume_last")
     full = torch.load(tmp_path / "full/models/toy_last.pth", weights_only=False)
     split = torch.load(tmp_path / "split/models/toy_last.pth", weights_only=False)
