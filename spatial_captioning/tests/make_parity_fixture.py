@@ -1,0 +1,81 @@
+"""Writes fixtures/original_outputs.pt by running the ORIGINAL code on parity_weights.py's weights and inputs.
+
+Not part of the test suite and never run on our own model. Usage (needs a clone of the original repository):
+
+    git clone https://github.com/sidharth5n/Spatial-Image-Captioning /tmp/sic   # HEAD a81104c
+    PYTHONPATH=tests python tests/make_parity_fixture.py --original /tmp/sic --out tests/fixtures/original_outputs.pt
+
+It copies the four files the model needs (models/TransformerModel.py, models/layers.py, models/CaptionModel.py,
+misc/utils.py) into a temporary directory, applies the one fix the original needs to run at all
+(``query.shape(0)`` -> ``query.size(0)`` in MultiHeadedAttention.forward), imports them without the package
+``__init__`` (which imports files missing upstream), and records the outputs in float32 on the CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import torch
+
+from parity_weights import BEAM_SETTINGS, CONFIG, deterministic_state_dict, parity_inputs
+
+FILES = ("models/TransformerModel.py", "models/layers.py", "models/CaptionModel.py", "misc/utils.py")
+COMMIT = "a81104c"
+
+
+def load_original(repo: Path, workdir: Path):
+    for name in FILES:
+        text = subprocess.run(["git", "-C", str(repo), "show", f"{COMMIT}:{name}"], check=True, capture_output=True,
+                              text=True).stdout
+        if name == "models/layers.py":
+            assert text.count("query.shape(0)") == 1
+            text = text.replace("query.shape(0)", "query.size(0)")  # the crash fix
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_text(text)
+    (workdir / "misc" / "__init__.py").write_text("")
+    for pkg in ("models", "misc"):
+        module = types.ModuleType(pkg)
+        module.__path__ = [str(workdir / pkg)]
+        sys.modules[pkg] = module
+    sys.path.insert(0, str(workdir))
+    from models.TransformerModel import TransformerModel
+    return TransformerModel
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--original", required=True, type=Path, help="git checkout of sidharth5n/Spatial-Image-Captioning")
+    p.add_argument("--out", required=True, type=Path)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    workdir = Path(tempfile.mkdtemp())
+    try:
+        model_cls = load_original(args.original, workdir)
+        model = model_cls(argparse.Namespace(**CONFIG))
+        model.load_state_dict(deterministic_state_dict(model.state_dict()), strict=True)
+        model.eval()
+        feats, masks, box_vec, labels = parity_inputs()
+        out = {"commit": COMMIT, "keys": list(model.state_dict())}
+        with torch.no_grad():
+            out["logprobs"] = model(feats, labels, masks, box_vec)
+            out["greedy_seq"], out["greedy_logprobs"] = model(feats, masks, box_vec, opt={"sample_max": 1},
+                                                              mode="sample")
+            out["greedy_constrained_seq"], _ = model(feats, masks, box_vec, mode="sample",
+                                                     opt={"sample_max": 1, "decoding_constraint": 1})
+            for name, opt in BEAM_SETTINGS.items():
+                out[f"{name}_seq"], out[f"{name}_logprobs"] = model(feats, masks, box_vec, opt=opt, mode="sample")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(out, args.out)
+        print(f"wrote {args.out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in out.items()
+                                                 if isinstance(v, torch.Tensor)))
+    finally:
+        shutil.rmtree(workdir)
+
+
+if __name__ == "__main__":
+    main()
