@@ -112,6 +112,31 @@ def test_resume_equals_uninterrupted(toy_dir, tmp_path):
     assert ia["iter"] == ib["iter"] == 8 and ia["train"] == ib["train"]
 
 
+def test_eval_image_folder_end_to_end(xe_run, toy_dir, tmp_path, monkeypatch, caplog):
+    """eval.py --image_folder: ResNet-101 features on the fly (random weights, one warning, when resnet101.pth is
+    absent), captions in vis/vis.json as the original writes them, images copied to vis/imgs/<id>.jpg."""
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, src in enumerate(sorted((toy_dir / "images" / "val2014").glob("*.jpg"))[:3]):
+        Image.open(src).save(folder / f"pic{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level("WARNING")
+    eval_script.main(["--device", "cpu", "--model", str(xe_run / "model.pth"), "--infos_path",
+                      str(xe_run / "infos_xe.pkl"), "--image_folder", str(folder), "--cnn_weight_dir",
+                      str(tmp_path / "no_weights"), "--beam_size", "1", "--dump_images", "1", "--batch_size", "2"])
+    preds = json.loads((tmp_path / "vis" / "vis.json").read_text())
+    assert [p["image_id"] for p in preds] == ["1", "2", "3"]
+    assert [p["file_path"] for p in preds] == [str(folder / f"pic{i}.png") for i in range(3)]
+    vocab = set(pickle.loads((xe_run / "infos_xe.pkl").read_bytes())["vocab"].values())
+    assert all(p["caption"] and set(p["caption"].split()) <= vocab for p in preds)
+    assert sorted(f.name for f in (tmp_path / "vis" / "imgs").iterdir()) == ["1.jpg", "2.jpg", "3.jpg"]
+    warnings = [r.getMessage() for r in caplog.records if "RANDOM ResNet weights" in r.getMessage()]
+    assert len(warnings) == 1 and "resnet101.pth" in warnings[0]
+
+
 def _error_line(capsys, argv: list[str]) -> str:
     with pytest.raises(SystemExit) as exc:
         train_script.main(argv)
