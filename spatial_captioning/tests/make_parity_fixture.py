@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from parity_weights import BEAM_SETTINGS, CONFIG, deterministic_state_dict, parity_inputs
+from parity_weights import BEAM_SETTINGS, CONFIG, SAMPLE_SEED, deterministic_state_dict, parity_inputs
 
 FILES = ("models/TransformerModel.py", "models/layers.py", "models/CaptionModel.py", "misc/utils.py")
 COMMIT = "a81104c"
@@ -67,6 +67,9 @@ def main() -> None:
                                                               mode="sample")
             out["greedy_constrained_seq"], _ = model(feats, masks, box_vec, mode="sample",
                                                      opt={"sample_max": 1, "decoding_constraint": 1})
+            torch.manual_seed(SAMPLE_SEED)
+            out["sample_seq"], out["sample_logprobs"] = model(feats, masks, box_vec, mode="sample",
+                                                              opt={"sample_max": 0, "temperature": 0.8})
             for name, opt in BEAM_SETTINGS.items():
                 out[f"{name}_seq"], out[f"{name}_logprobs"] = model(feats, masks, box_vec, opt=opt, mode="sample")
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import torch
 CONFIG = dict(vocab_size=30, seq_length=16, num_layers=2, input_encoding_size=64, ff_size=128, heads=8,
               img_feat_size=48, dropout=0.5, use_grid=True, num_grids=144, enc_pos_embedding=True,
               enc_pos_type="gxg", cross_attn="xlinear", norm="layer", ff_activation="RELU")
+SAMPLE_SEED = 7  # torch.manual_seed before multinomial sampling (temperature 0.8)
 BEAM_SETTINGS = {"beam3": dict(beam_size=3), "diverse4x2": dict(beam_size=4, group_size=2, diversity_lambda=0.5),
                  "beam3_maxppl": dict(beam_size=3, max_ppl=1)}
 

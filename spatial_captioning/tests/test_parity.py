@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from models import TransformerConfig, TransformerModel
-from parity_weights import BEAM_SETTINGS, CONFIG, deterministic_state_dict, parity_inputs
+from parity_weights import BEAM_SETTINGS, CONFIG, SAMPLE_SEED, deterministic_state_dict, parity_inputs
 
 EXPECTED = torch.load(Path(__file__).parent / "fixtures" / "original_outputs.pt")
 
@@ -33,6 +33,16 @@ def test_greedy_decoding(model):
     assert torch.equal(seq, EXPECTED["greedy_seq"])
     torch.testing.assert_close(logprobs, EXPECTED["greedy_logprobs"], atol=1e-5, rtol=0)
     assert torch.equal(constrained, EXPECTED["greedy_constrained_seq"])
+
+
+def test_multinomial_sampling_with_the_same_seed(model):
+    """SCST's samples: the same torch RNG draws give the same words (temperature 0.8, not renormalised)."""
+    feats, masks, box_vec, _ = parity_inputs()
+    torch.manual_seed(SAMPLE_SEED)
+    with torch.no_grad():
+        seq, logprobs = model.sample(feats, masks, box_vec, {"sample_max": 0, "temperature": 0.8})
+    assert torch.equal(seq, EXPECTED["sample_seq"])
+    torch.testing.assert_close(logprobs, EXPECTED["sample_logprobs"], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", sorted(BEAM_SETTINGS))
