@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from parity_weights import BEAM_SETTINGS, CONFIG, SAMPLE_SEED, deterministic_state_dict, parity_inputs
+from parity_weights import BEAM_SETTINGS, CONFIG, SAMPLE_SEED, TRAIN, label_masks, deterministic_state_dict, parity_inputs
 
 FILES = ("models/TransformerModel.py", "models/layers.py", "models/CaptionModel.py", "misc/utils.py")
 COMMIT = "a81104c"
@@ -45,6 +45,42 @@ def load_original(repo: Path, workdir: Path):
     sys.path.insert(0, str(workdir))
     from models.TransformerModel import TransformerModel
     return TransformerModel
+
+
+def train_steps(model_cls, feats, masks, box_vec, labels, sample_seq, sample_logprobs) -> dict:
+    """The criteria, and a few XE updates in train mode (dropout 0.5 on, seeded) with the Noam Adam and the
+    element-wise gradient clamp, as the original's train.py does them."""
+    from misc import utils
+    lab_masks = label_masks(labels)
+    out = {}
+    model = model_cls(argparse.Namespace(**CONFIG))
+    model.load_state_dict(deterministic_state_dict(model.state_dict()), strict=True)
+    with torch.no_grad():
+        model.eval()
+        logprobs = model(feats, labels, masks, box_vec)
+        out["xe_loss"] = utils.LanguageModelCriterion()(logprobs, labels[:, 1:], lab_masks[:, 1:])
+        out["smoothed_loss"] = utils.LabelSmoothing(CONFIG["vocab_size"], TRAIN["label_smoothing"])(
+            logprobs, labels[:, 1:], lab_masks[:, 1:])
+        reward = torch.linspace(-1, 1, sample_seq.size(0))[:, None].expand_as(sample_seq)
+        out["reward_loss"] = utils.RewardCriterion()(sample_logprobs, sample_seq, reward)
+    model.train()
+    optimizer = utils.get_std_opt(model, factor=TRAIN["noam_factor"], warmup=TRAIN["noam_warmup"])
+    crit = utils.LanguageModelCriterion()
+    torch.manual_seed(TRAIN["seed"])
+    losses, rates = [], []
+    for _ in range(TRAIN["steps"]):
+        optimizer.zero_grad()
+        loss = crit(model(feats, labels, masks, box_vec), labels[:, 1:], lab_masks[:, 1:])
+        loss.backward()
+        utils.clip_gradient(optimizer, TRAIN["grad_clip"])
+        optimizer.step()
+        losses.append(loss.item())
+        rates.append(optimizer._rate)
+    model.eval()
+    with torch.no_grad():
+        out["trained_logprobs"] = model(feats, labels, masks, box_vec)
+    out["train_losses"], out["train_rates"] = torch.tensor(losses), torch.tensor(rates, dtype=torch.float64)
+    return out
 
 
 def main() -> None:
@@ -72,6 +108,7 @@ def main() -> None:
                                                               opt={"sample_max": 0, "temperature": 0.8})
             for name, opt in BEAM_SETTINGS.items():
                 out[f"{name}_seq"], out[f"{name}_logprobs"] = model(feats, masks, box_vec, opt=opt, mode="sample")
+        out.update(train_steps(model_cls, feats, masks, box_vec, labels, out["sample_seq"], out["sample_logprobs"]))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(out, args.out)
         print(f"wrote {args.out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in out.items()

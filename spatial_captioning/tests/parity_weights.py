@@ -14,6 +14,7 @@ import torch
 CONFIG = dict(vocab_size=30, seq_length=16, num_layers=2, input_encoding_size=64, ff_size=128, heads=8,
               img_feat_size=48, dropout=0.5, use_grid=True, num_grids=144, enc_pos_embedding=True,
               enc_pos_type="gxg", cross_attn="xlinear", norm="layer", ff_activation="RELU")
+TRAIN = dict(seed=11, steps=3, noam_factor=0.02, noam_warmup=2, grad_clip=0.1, label_smoothing=0.2)
 SAMPLE_SEED = 7  # torch.manual_seed before multinomial sampling (temperature 0.8)
 BEAM_SETTINGS = {"beam3": dict(beam_size=3), "diverse4x2": dict(beam_size=4, group_size=2, diversity_lambda=0.5),
                  "beam3_maxppl": dict(beam_size=3, max_ppl=1)}
@@ -53,3 +54,9 @@ def parity_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Ten
     for row, length in enumerate((16, 9, 5)):
         labels[row, 1:length + 1] = torch.randint(1, CONFIG["vocab_size"] + 1, (length,), generator=g)
     return feats, masks, box_vec, labels
+
+
+def label_masks(labels: torch.Tensor) -> torch.Tensor:
+    """(N, T+2) float over BOS + words + first EOS, as the data loader builds them."""
+    lengths = (labels > 0).sum(1) + 2
+    return (torch.arange(labels.size(1))[None] < lengths[:, None]).float()

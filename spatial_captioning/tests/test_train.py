@@ -230,9 +230,10 @@ def relation_accuracy(preds: list[dict], toy: Path) -> float:
 
 def test_zeroing_grid_vectors_hurts(tmp_path_factory, tmp_path):
     """The grid encoding does real work, with the README's model (X-Linear cross attention, gxg encoding, 2 layers
-    of d=128 here): after 300 iterations on a 600-image toy set the relation word ("left of", "above", ...), knowable
+    of d=128 here): after 400 iterations on a 600-image toy set the relation word ("left of", "above", ...), knowable
     only from the boxes, is right far above chance, and with every box_vec zeroed it falls to chance and CIDEr-D
-    drops. Measured: relations 0.90 vs 0.28, 56 CPU s of training."""
+    drops. Measured: relations 0.98 vs 0.25, CIDEr-D 7.47 vs 5.54, 79 CPU s of training (the direction within an
+    axis is learnt between iterations 200 and 300: 0.52 at 200, 0.90 at 300; 400 leaves a margin)."""
     from toydata import cocotalk
 
     toy = tmp_path_factory.mktemp("toy600")
@@ -246,11 +247,11 @@ def test_zeroing_grid_vectors_hurts(tmp_path_factory, tmp_path):
             "--input_encoding_size", "128", "--ff_size", "256", "--num_grids", "144", "--dropout", "0.1",
             "--enc_pos_embedding", "1", "--enc_pos_type", "gxg", "--cross_attn", "xlinear",
             "--device", "cpu", "--batch_size", "16", "--tensorboard", "0",
-            "--noamopt", "--noamopt_warmup", "100", "--noamopt_factor", "0.3", "--max_iters", "300",
+            "--noamopt", "--noamopt_warmup", "100", "--noamopt_factor", "0.3", "--max_iters", "400",
             "--max_epochs", "1000", "--save_checkpoint_every", "100000", "--perform_validation_every", "100000"]
     train_script.train(opts.parse_opt(argv))
     with_grid, preds = cider_d_of(ckpt, "g", toy, tmp_path, with_preds=True)
     without, preds_zero = cider_d_of(ckpt, "g", toy, tmp_path, grid_dir=zero, with_preds=True)
     acc, acc_zero = relation_accuracy(preds, toy), relation_accuracy(preds_zero, toy)
-    assert acc > 0.7 and acc_zero < 0.45, (acc, acc_zero)
-    assert with_grid > without + 0.3, (with_grid, without)
+    assert acc > 0.8 and acc_zero < 0.45, (acc, acc_zero)
+    assert with_grid > without + 0.8, (with_grid, without)
