@@ -96,7 +96,7 @@ def test_scst_raises_cider_d(xe_run, toy_dir, tmp_path):
     hist = pickle.loads((rl / "histories_xe.pkl").read_bytes())
     assert max(hist["loss_history"]) == 100  # SCST iterations were logged (avg reward)
     after = cider_d_of(rl, "xe", toy_dir, tmp_path, split="train")
-    assert after > before + 0.03, (before, after)  # measured: 1.02 -> 1.23 (greedy CIDEr-D on the train split)
+    assert after > before + 0.1, (before, after)  # measured: 1.02 -> 1.23 (greedy CIDEr-D on the train split)
 
 
 def test_resume_equals_uninterrupted(toy_dir, tmp_path):
