@@ -41,13 +41,15 @@ class DataLoaderRaw:
             if not os.path.isdir(opt.image_folder):
                 raise DataError(f"--image_folder {opt.image_folder} is not a directory")
             names = sorted(n for n in os.listdir(opt.image_folder) if n.lower().endswith(IMAGE_EXTENSIONS))
-            self.files = [(os.path.join(opt.image_folder, n), i + 1) for i, n in enumerate(names)]
+            # Ids are the strings "1", "2", ... as the original's loader wrote them (it listed files in os.walk
+            # order; sorted names here, so runs are repeatable).
+            self.files = [(os.path.join(opt.image_folder, n), str(i + 1)) for i, n in enumerate(names)]
         if opt.num_images >= 0:
             self.files = self.files[:opt.num_images]
         if not self.files:
             raise DataError(f"no images found in {opt.image_folder}")
         device = torch.device("cuda" if opt.device == "cuda" and torch.cuda.is_available() else "cpu")
-        self.extractor = GridFeatureExtractor(opt.cnn_model, opt.cnn_weight_dir, att_size).to(device).eval()
+        self.extractor = GridFeatureExtractor(opt.cnn_model, opt.cnn_weight_dir, att_size, allow_random=True).to(device).eval()
         self.grid = None
         if opt.use_grid:
             self.grid = torch.from_numpy(grid_vectors(cell_boxes(att_size), 1.0, 1.0, opt.num_grids))

@@ -107,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toy", type=Path, required=True, help="toy data folder (toydata.cocotalk output)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--xe_iters", type=int, default=200)
+    parser.add_argument("--xe_iters", type=int, default=400)
     parser.add_argument("--scst_iters", type=int, default=30)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -119,7 +119,7 @@ def main() -> None:
     before = untrained_score(toy, out)
     xe_dir, rl_dir = out / "checkpoints" / "xe", out / "checkpoints" / "scst"
     train_script.train(opts.parse_opt(toy_args(toy, xe_dir, "xe") + [
-        "--noamopt", "--noamopt_warmup", "100", "--noamopt_factor", "0.2", "--max_iters", str(args.xe_iters),
+        "--noamopt", "--noamopt_warmup", "100", "--noamopt_factor", "0.3", "--max_iters", str(args.xe_iters),
         "--max_epochs", "1000", "--save_checkpoint_every", "100000", "--perform_validation_every", "100000"]))
     after_xe, _ = evaluate(xe_dir, "xe", toy, toy / "cocobu_box_vec")
     infos = load_pickle(xe_dir / "infos_xe.pkl")

@@ -41,6 +41,16 @@ def load_references(ann_file: str) -> dict[int, list[str]]:
     return refs
 
 
+def dump_image(src: str, image_id) -> None:
+    """Copy an evaluated image to vis/imgs/<id>.jpg (the original's --dump_images); a missing file is skipped with a
+    warning (the original's shell `cp` printed an error and went on)."""
+    if not os.path.isfile(src):
+        log.warning("--dump_images: %s not found (set --image_root); not copied", src)
+        return
+    os.makedirs("vis/imgs", exist_ok=True)
+    shutil.copy(src, os.path.join("vis/imgs", f"{image_id}.jpg"))
+
+
 def language_eval(predictions: list[dict], ann_file: str, model_id: str, split: str, meteor: bool = True,
                   spice: bool = False, results_dir: str = "eval_results") -> dict[str, float]:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr (+ SPICE) of the predictions whose image is in ``ann_file``.
@@ -94,10 +104,8 @@ def eval_split(model, crit, loader, eval_kwargs: dict, device: torch.device, aut
         for info, sent in zip(data["infos"], decode_sequence(loader.get_vocab(), seq)):
             entry = {"image_id": info["id"], "caption": sent, "file_path": info["file_path"]}
             predictions.append(entry)
-            if eval_kwargs.get("dump_images", 0) == 1 and eval_kwargs.get("image_root"):
-                os.makedirs("vis/imgs", exist_ok=True)
-                shutil.copy(os.path.join(eval_kwargs["image_root"], info["file_path"]),
-                            os.path.join("vis/imgs", f"{info['id']}.jpg"))
+            if eval_kwargs.get("dump_images", 0) == 1:
+                dump_image(os.path.join(eval_kwargs.get("image_root") or "", info["file_path"]), info["id"])
     lang_stats = None
     if lang_eval == 1:
         lang_stats = language_eval(predictions, eval_kwargs.get("ann_file") or DEFAULT_ANN_FILE,

@@ -15,14 +15,16 @@ Writes, under ``--out``:
   (images, annotations{image_id, id, caption}), the reference file of coco-caption's language evaluation.
 
 Each scene holds two objects; its captions state their spatial relation ("a red circle is left of a blue
-square"), the object named first being fixed by appearance; the two objects lie on opposite sides of the image's
-midline along the relation's axis. Region features say what an object is (shape,
+square"), the object named first being fixed by appearance; the two objects lie in opposite outer thirds of the image
+along the relation's axis and in its middle band along the other axis, so the named object's own box tells the
+relation word (a simple lookup: in the left third -> "left of"). Region features say what an object is (shape,
 colour, size) but not where it is; only the boxes (and so the grid vectors) reveal the relation, so a captioner
 without its spatial encoding cannot get the relation words right.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -103,13 +105,31 @@ def across_midline(scene: Scene) -> bool:
     return (a.cy - scene.height / 2) * (b.cy - scene.height / 2) < 0
 
 
+def _place(rng: np.random.Generator, obj: SceneObject, x_band: tuple[float, float], y_band: tuple[float, float],
+           width: int, height: int) -> SceneObject:
+    """``obj`` moved to a random centre inside the bands (fractions of the image), kept inside the image."""
+    lo_x, hi_x = max(x_band[0] * width, obj.radius + 1), min(x_band[1] * width, width - obj.radius - 1)
+    lo_y, hi_y = max(y_band[0] * height, obj.radius + 1), min(y_band[1] * height, height - obj.radius - 1)
+    return dataclasses.replace(obj, cx=float(rng.uniform(lo_x, hi_x)), cy=float(rng.uniform(lo_y, hi_y)))
+
+
 def sample_pair_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
-    """Two objects across the midline: each object's own box then tells its relation word (e.g. the object in the
-    left half is the one "left of" the other), which a small model learns within a short toy run."""
-    while True:
+    """Two objects in opposite outer thirds of the image along one axis and in the middle band of the other axis
+    (side by side, or one above the other). Each object's own box then tells its relation word (the object in the
+    left third is the one "left of" the other): one lookup of where the named object lies, which a small model
+    learns within a short toy run."""
+    scene = sample_scene(rng, width, height, n_objects=(2, 2))
+    while len(scene.objects) < 2:
         scene = sample_scene(rng, width, height, n_objects=(2, 2))
-        if len(scene.objects) == 2 and across_midline(scene):
-            return scene
+    a, b = scene.objects[:2]
+    first, second, middle = (0.0, 1 / 3), (2 / 3, 1.0), (3 / 8, 5 / 8)
+    if rng.random() < 0.5:  # flip which object takes the first third
+        first, second = second, first
+    if rng.random() < 0.5:  # side by side
+        a, b = _place(rng, a, first, middle, width, height), _place(rng, b, second, middle, width, height)
+    else:  # one above the other
+        a, b = _place(rng, a, middle, first, width, height), _place(rng, b, middle, second, width, height)
+    return dataclasses.replace(scene, objects=(a, b))
 
 
 def _subject_first(a: SceneObject, b: SceneObject) -> tuple[SceneObject, SceneObject]:

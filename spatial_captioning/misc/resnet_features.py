@@ -1,6 +1,7 @@
 """ResNet grid features as self-critical.pytorch extracts them (caffe-style ResNet, layer4 map, 14x14 pooling)."""
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -12,6 +13,7 @@ from torch import nn
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_DIRS = ("data/imagenet_weights", "data")
+log = logging.getLogger(__name__)
 
 
 def caffe_style_resnet(name: str) -> nn.Module:
@@ -38,10 +40,17 @@ def find_weights(name: str, weight_dir: str = "") -> str:
 
 
 class GridFeatureExtractor(nn.Module):
-    def __init__(self, name: str = "resnet101", weight_dir: str = "", att_size: int = 14):
+    def __init__(self, name: str = "resnet101", weight_dir: str = "", att_size: int = 14, allow_random: bool = False):
+        """``allow_random``: without the weight file, warn once and keep random weights (captions are then
+        meaningless, but the pipeline runs); otherwise a missing file raises FileNotFoundError."""
         super().__init__()
         self.net = caffe_style_resnet(name)
-        self.net.load_state_dict(torch.load(find_weights(name, weight_dir), map_location="cpu"))
+        try:
+            self.net.load_state_dict(torch.load(find_weights(name, weight_dir), map_location="cpu"))
+        except FileNotFoundError as err:
+            if not allow_random:
+                raise
+            log.warning("%s; using RANDOM ResNet weights, so the captions mean nothing", err)
         self.att_size = att_size
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(3, 1, 1))

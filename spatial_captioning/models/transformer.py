@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .attention import MultiHeadedAttention, XLinearMultiHeadedAttention
 from .caption_model import BeamOptions, beam_search
@@ -94,11 +95,20 @@ class TransformerModel(nn.Module):
             embedded = self.att_embed(att_feats)
             att_masks = att_feats.new_ones(att_feats.shape[:2], dtype=torch.long)
         else:
-            # The original packs the valid boxes (pack_wrapper): padded slots stay exactly zero.
-            valid = att_masks.bool()
-            embedded = att_feats.new_zeros(*att_feats.shape[:2], self.cfg.input_encoding_size)
-            embedded[valid] = self.att_embed(att_feats[valid]).to(embedded.dtype)
+            embedded = self.embed_packed(att_feats, att_masks)
         return embedded, boxes, att_masks.unsqueeze(-2)
+
+    def embed_packed(self, att_feats: torch.Tensor, att_masks: torch.Tensor) -> torch.Tensor:
+        """att_embed on the valid boxes only; padded slots stay exactly zero.
+
+        The boxes are packed as the original's pack_wrapper packs them (images sorted by box count, then step-major),
+        so in training the dropout draws its masks over the same elements in the same order.
+        """
+        lengths, order = torch.sort(att_masks.long().sum(1), descending=True)
+        packed = pack_padded_sequence(att_feats[order], lengths.cpu(), batch_first=True)
+        embedded = PackedSequence(self.att_embed(packed.data), packed.batch_sizes)
+        padded, _ = pad_packed_sequence(embedded, batch_first=True, total_length=att_feats.size(1))
+        return padded[torch.argsort(order)]
 
     @staticmethod
     def target_mask(seq: torch.Tensor) -> torch.Tensor:

@@ -113,3 +113,24 @@ def test_prepro_feats_without_weights_is_one_line(toy_dir, tmp_path):
     r = run(["scripts/prepro_feats.py", "--input_json", toy_dir / "dataset_coco.json", "--output_dir",
              tmp_path / "x", "--model_root", tmp_path])
     assert r.returncode != 0 and "resnet101.pth not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_prepro_labels_uses_the_given_tokens(tmp_path):
+    """Karpathy's dataset_coco.json carries pre-tokenised `tokens`: the vocabulary and labels come from them, never
+    from re-tokenising `raw` (whose words here differ: "man's", "Hat!", "skate-board")."""
+    sents = [("A man's red Hat!", ["a", "mans", "red", "hat"]), ("The skate-board.", ["the", "skateboard"]),
+             ("A man's hat", ["a", "mans", "hat"])]
+    images = [{"filepath": "val2014", "filename": f"COCO_val2014_{i:012d}.jpg", "imgid": i, "cocoid": 7 + i,
+               "split": split, "sentids": [i],
+               "sentences": [{"raw": raw, "tokens": toks, "imgid": i, "sentid": i}]}
+              for i, ((raw, toks), split) in enumerate(zip(sents, ("train", "val", "restval")))]
+    (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": images, "dataset": "coco"}))
+    r = run(["scripts/prepro_labels.py", "--input_json", tmp_path / "dataset_coco.json", "--output_json",
+             tmp_path / "talk.json", "--output_h5", tmp_path / "talk", "--word_count_threshold", "1"])
+    assert r.returncode == 0, r.stderr
+    talk = json.loads((tmp_path / "talk.json").read_text())
+    assert talk["ix_to_word"] == {"1": "a", "2": "mans", "3": "hat", "4": "UNK"}  # seen > 1 time, then UNK
+    assert [img["id"] for img in talk["images"]] == [7, 8, 9]
+    with h5py.File(tmp_path / "talk_label.h5") as f:
+        np.testing.assert_array_equal(f["labels"][:, :4], [[1, 2, 4, 3], [4, 4, 0, 0], [1, 2, 3, 0]])
+        np.testing.assert_array_equal(f["label_length"][:], [4, 2, 3])

@@ -1,6 +1,7 @@
 """train.py / eval.py end to end on the toy set: learning, SCST, resume, checkpoints, one-line errors."""
 import json
 import pickle
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -34,7 +35,8 @@ def train(toy: Path, ckpt: Path, run_id: str, *extra: str, grid_dir: Path | None
     return train_script.train(opts.parse_opt(argv))
 
 
-def cider_d_of(ckpt: Path, run_id: str, toy: Path, tmp: Path, split: str = "test", grid_dir: Path | None = None):
+def cider_d_of(ckpt: Path, run_id: str, toy: Path, tmp: Path, split: str = "test", grid_dir: Path | None = None,
+               with_preds: bool = False):
     """CIDEr-D (coco-train-idxs document frequencies, index strings: the SCST reward) of greedy captions."""
     argv = ["--device", "cpu", "--model", str(ckpt / "model.pth"), "--infos_path", str(ckpt / f"infos_{run_id}.pkl"),
             *data_args(toy, grid_dir)[2:10], "--dump_images", "0", "--dump_json", "0", "--beam_size", "1",
@@ -50,7 +52,8 @@ def cider_d_of(ckpt: Path, run_id: str, toy: Path, tmp: Path, split: str = "test
         ix = ids[p["image_id"]]
         cands.append(array_to_str([int(wtoi[w]) for w in p["caption"].split()] + [0]))
         refs.append([array_to_str(r) for r in labels[start[ix] - 1:end[ix]]])
-    return float(CiderD.from_pickle(str(toy / "coco-train-idxs.p")).score(cands, refs).mean())
+    score = float(CiderD.from_pickle(str(toy / "coco-train-idxs.p")).score(cands, refs).mean())
+    return (score, preds) if with_preds else score
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +96,7 @@ def test_scst_raises_cider_d(xe_run, toy_dir, tmp_path):
     hist = pickle.loads((rl / "histories_xe.pkl").read_bytes())
     assert max(hist["loss_history"]) == 100  # SCST iterations were logged (avg reward)
     after = cider_d_of(rl, "xe", toy_dir, tmp_path, split="train")
-    assert after > before + 0.03, (before, after)  # measured: 1.18 -> 1.24 (greedy CIDEr-D on the train split)
+    assert after > before + 0.1, (before, after)  # measured: 1.02 -> 1.23 (greedy CIDEr-D on the train split)
 
 
 def test_resume_equals_uninterrupted(toy_dir, tmp_path):
@@ -107,6 +110,31 @@ def test_resume_equals_uninterrupted(toy_dir, tmp_path):
     ia = pickle.loads((tmp_path / "straight" / "infos_r.pkl").read_bytes())
     ib = pickle.loads((tmp_path / "killed" / "infos_r.pkl").read_bytes())
     assert ia["iter"] == ib["iter"] == 8 and ia["train"] == ib["train"]
+
+
+def test_eval_image_folder_end_to_end(xe_run, toy_dir, tmp_path, monkeypatch, caplog):
+    """eval.py --image_folder: ResNet-101 features on the fly (random weights, one warning, when resnet101.pth is
+    absent), captions in vis/vis.json as the original writes them, images copied to vis/imgs/<id>.jpg."""
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, src in enumerate(sorted((toy_dir / "images" / "val2014").glob("*.jpg"))[:3]):
+        Image.open(src).save(folder / f"pic{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level("WARNING")
+    eval_script.main(["--device", "cpu", "--model", str(xe_run / "model.pth"), "--infos_path",
+                      str(xe_run / "infos_xe.pkl"), "--image_folder", str(folder), "--cnn_weight_dir",
+                      str(tmp_path / "no_weights"), "--beam_size", "1", "--dump_images", "1", "--batch_size", "2"])
+    preds = json.loads((tmp_path / "vis" / "vis.json").read_text())
+    assert [p["image_id"] for p in preds] == ["1", "2", "3"]
+    assert [p["file_path"] for p in preds] == [str(folder / f"pic{i}.png") for i in range(3)]
+    vocab = set(pickle.loads((xe_run / "infos_xe.pkl").read_bytes())["vocab"].values())
+    assert all(p["caption"] and set(p["caption"].split()) <= vocab for p in preds)
+    assert sorted(f.name for f in (tmp_path / "vis" / "imgs").iterdir()) == ["1.jpg", "2.jpg", "3.jpg"]
+    warnings = [r.getMessage() for r in caplog.records if "RANDOM ResNet weights" in r.getMessage()]
+    assert len(warnings) == 1 and "resnet101.pth" in warnings[0]
 
 
 def _error_line(capsys, argv: list[str]) -> str:
@@ -189,26 +217,41 @@ def test_torchrun_two_processes(toy_dir, tmp_path):
     assert infos["iter"] == 3 and (tmp_path / "c" / "model-best.pth").exists()
 
 
-@pytest.mark.slow
+RELATION = re.compile(r"\b(left of|right of|above|below)\b")
+
+
+def relation_accuracy(preds: list[dict], toy: Path) -> float:
+    """Share of greedy captions whose relation word is the true one (chance: 1/4)."""
+    images = json.loads((toy / "dataset_coco.json").read_text())["images"]
+    truth = {img["cocoid"]: RELATION.search(img["sentences"][0]["raw"].lower()).group(1) for img in images}
+    hits = [(m := RELATION.search(p["caption"])) is not None and m.group(1) == truth[p["image_id"]] for p in preds]
+    return sum(hits) / len(hits)
+
+
 def test_zeroing_grid_vectors_hurts(tmp_path_factory, tmp_path):
-    """The grid encoding does real work: on the default toy set (1500 images) a 400-iteration run states the relation
-    right far above chance, and zeroing every box_vec lowers CIDEr-D clearly. Dot-product cross attention: the
-    single-head X-Linear block had not started using the geometry after 400 iterations (relations at chance)."""
+    """The grid encoding does real work, with the README's model (X-Linear cross attention, gxg encoding, 2 layers
+    of d=128 here): after 400 iterations on a 600-image toy set the relation word ("left of", "above", ...), knowable
+    only from the boxes, is right far above chance, and with every box_vec zeroed it falls to chance and CIDEr-D
+    drops. Measured: relations 0.98 vs 0.25, CIDEr-D 7.47 vs 5.54, 79 CPU s of training (the direction within an
+    axis is learnt between iterations 200 and 300: 0.52 at 200, 0.90 at 300; 400 leaves a margin)."""
     from toydata import cocotalk
 
-    toy = tmp_path_factory.mktemp("toy1500")
-    cocotalk.write(toy, seed=0, size=1500)
+    toy = tmp_path_factory.mktemp("toy600")
+    cocotalk.write(toy, seed=0, size=600)
     zero = tmp_path / "zero"
     zero.mkdir()
     for f in (toy / "cocobu_box_vec").glob("*.npy"):
         np.save(zero / f.name, np.zeros_like(np.load(f)))
     ckpt = tmp_path / "ck"
     argv = ["--id", "g", "--checkpoint_path", str(ckpt), *data_args(toy), "--num_layers", "2",
-            "--input_encoding_size", "128", "--ff_size", "256", "--num_grids", "144", "--dropout", "0.0",
-            "--device", "cpu", "--batch_size", "16", "--tensorboard", "0", "--cross_attn", "dot-product",
+            "--input_encoding_size", "128", "--ff_size", "256", "--num_grids", "144", "--dropout", "0.1",
+            "--enc_pos_embedding", "1", "--enc_pos_type", "gxg", "--cross_attn", "xlinear",
+            "--device", "cpu", "--batch_size", "16", "--tensorboard", "0",
             "--noamopt", "--noamopt_warmup", "100", "--noamopt_factor", "0.3", "--max_iters", "400",
             "--max_epochs", "1000", "--save_checkpoint_every", "100000", "--perform_validation_every", "100000"]
     train_script.train(opts.parse_opt(argv))
-    with_grid = cider_d_of(ckpt, "g", toy, tmp_path)
-    without = cider_d_of(ckpt, "g", toy, tmp_path, grid_dir=zero)
-    assert with_grid > without + 0.3, (with_grid, without)
+    with_grid, preds = cider_d_of(ckpt, "g", toy, tmp_path, with_preds=True)
+    without, preds_zero = cider_d_of(ckpt, "g", toy, tmp_path, grid_dir=zero, with_preds=True)
+    acc, acc_zero = relation_accuracy(preds, toy), relation_accuracy(preds_zero, toy)
+    assert acc > 0.8 and acc_zero < 0.45, (acc, acc_zero)
+    assert with_grid > without + 0.8, (with_grid, without)

@@ -132,6 +132,25 @@ def test_scenes_have_two_objects_across_the_midline():
         assert len(scene.objects) == 2 and cocotalk.across_midline(scene)
 
 
+def test_named_objects_third_tells_the_relation():
+    """The first-named object's own box gives the relation word: left/right third, else top/bottom half."""
+    rng = np.random.default_rng(2)
+    seen = set()
+    for i in range(400):
+        width, height = cocotalk.IMAGE_SIZES[i % 3]
+        scene = cocotalk.sample_pair_scene(rng, width, height)
+        a, b = scene.objects
+        x1, y1, x2, y2 = a.box
+        assert 0 <= x1 and 0 <= y1 and x2 <= width and y2 <= height
+        assert np.hypot(a.cx - b.cx, a.cy - b.cy) > a.radius + b.radius  # no overlap
+        first, second = cocotalk._subject_first(a, b)
+        fx, fy = first.cx / width, first.cy / height
+        expected = ("left of" if fx <= 1 / 3 else "right of" if fx >= 2 / 3 else "above" if fy < 0.5 else "below")
+        assert relation(first, second) == expected
+        seen.add(expected)
+    assert seen == {"left of", "right of", "above", "below"}
+
+
 def test_deterministic_per_seed(tmp_path):
     cocotalk.write(tmp_path / "a", seed=5, size=12)
     cocotalk.write(tmp_path / "b", seed=5, size=12)
