@@ -24,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toy", required=True, help="toy root written by python -m toydata.idc")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--retrieval_epochs", type=int, default=3)
+    parser.add_argument("--retrieval_epochs", type=int, default=7)
     parser.add_argument("--caption_epochs", type=int, default=6)
     args = parser.parse_args()
     start = time.time()

@@ -1,9 +1,9 @@
 """Toy image-difference captioning data in the Spot-the-Diff and CLEVR-Change on-disk layouts (for clip4idc).
 
 Every pair is a rendered scene (one or two large objects) before and after exactly one change
-(toydata.scene.apply_change: add, remove, move or recolour). The CLEVR layout also has, for every pair, a distractor "after" image: the same scene under a global lighting
-change (brightness scaled by 0.96-0.98 or 1.02-1.04), standing in for CLEVR-Change's subtle viewpoint/illumination-only
-distractors, described by no-change captions.
+(toydata.scene.apply_change: add, remove, move or recolour). The CLEVR layout also has, for every pair, a distractor
+"after" image: the same scene under a global lighting change (brightness scaled by 0.96-0.98 or 1.02-1.04), standing
+in for CLEVR-Change's subtle viewpoint/illumination-only distractors, described by no-change captions.
 
 Written under ``--out``::
 
