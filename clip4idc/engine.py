@@ -32,13 +32,15 @@ def in_clip_group(name: str, task_type: str) -> bool:
 
 
 def prep_optimizer(model: CLIP4IDC, task_type: str, lr: float, coef_lr: float, warmup: float,
-                   t_total: float) -> BertAdam:
+                   t_total: float, weight_decay: float | None = None) -> BertAdam:
     """Stage 1: warmup_cosine, betas (0.9, 0.98), decay 0.2; stage 2: warmup_linear, betas (0.9, 0.999), decay 0.01.
-    Groups in the original's order: decay/clip, decay/rest, no-decay/clip, no-decay/rest."""
+    Groups in the original's order: decay/clip, decay/rest, no-decay/clip, no-decay/rest. ``weight_decay`` None keeps
+    the original's hard-coded value of the stage."""
     if task_type == "retrieval":
-        weight_decay, schedule, b2 = 0.2, "warmup_cosine", 0.98
+        default_decay, schedule, b2 = 0.2, "warmup_cosine", 0.98
     else:
-        weight_decay, schedule, b2 = 0.01, "warmup_linear", 0.999
+        default_decay, schedule, b2 = 0.01, "warmup_linear", 0.999
+    weight_decay = default_decay if weight_decay is None else weight_decay
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = []
     for decay in (True, False):

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
                          if args.select_on == "val" else test_loader)
         train_loader, train_length, sampler = DATALOADER_DICT[args.datatype]["train"](args, tokenizer, "retrieval")
         t_total = (len(train_loader) + args.gradient_accumulation_steps - 1) / args.gradient_accumulation_steps * args.epochs
-        optimizer = prep_optimizer(model, "retrieval", args.lr, args.coef_lr, args.warmup_proportion, t_total)
+        optimizer = prep_optimizer(model, "retrieval", args.lr, args.coef_lr, args.warmup_proportion, t_total,
+                                   args.weight_decay)
         ddp_model = wrap_ddp(model, args)
         logger.info("***** Running training ***** examples %d, batch %d, steps %d", train_length, args.batch_size,
                     t_total * args.gradient_accumulation_steps)

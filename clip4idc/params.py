@@ -83,6 +83,8 @@ def get_args_parser(task_type: str) -> argparse.ArgumentParser:
                       help="auto = fp16 CLIP weights on CUDA (the original), fp32 on CPU; bf16 = autocast, fp32 weights")
     ours.add_argument("--select_on", choices=["val", "test"], default="val",
                       help="split for model selection (the original used test)")
+    ours.add_argument("--weight_decay", type=float, default=None,
+                      help="BertAdam weight decay; default the original's hard-coded 0.2 (retrieval) / 0.01 (caption)")
     ours.add_argument("--save_vis", type=str, default=None, help="caption: write before|after|captions figures here")
     ours.add_argument("--vis_num", type=int, default=8, help="pairs drawn by --save_vis")
     if task_type == "caption":

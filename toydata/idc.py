@@ -1,9 +1,9 @@
 """Toy image-difference captioning data in the Spot-the-Diff and CLEVR-Change on-disk layouts (for clip4idc).
 
-Every pair is a rendered scene before and after exactly one change (toydata.scene.apply_change: add, remove, move or
-recolour). The CLEVR layout also has, for every pair, a distractor "after" image: the same scene under a global lighting
-change (brightness scaled by 0.96-0.98 or 1.02-1.04), standing in for CLEVR-Change's subtle viewpoint/illumination-only
-distractors, described by no-change captions.
+Every pair is a rendered scene (one or two large objects) before and after exactly one change
+(toydata.scene.apply_change: add, remove, move or recolour). The CLEVR layout also has, for every pair, a distractor
+"after" image: the same scene under a global lighting change (brightness scaled by 0.96-0.98 or 1.02-1.04), standing
+in for CLEVR-Change's subtle viewpoint/illumination-only distractors, described by no-change captions.
 
 Written under ``--out``::
 
@@ -28,9 +28,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from toydata.scene import CHANGE_KINDS, Scene, SceneObject, apply_change, render, sample_scene
+from toydata.scene import BACKGROUNDS, CHANGE_KINDS, Scene, SceneObject, apply_change, render, sample_object
 
 IMAGE_SIZE = 64
+# One or two large objects per "before" scene: at 64x64 the small size (radius 5 px) leaves a shape a few pixels wide,
+# and every extra object adds clutter that a from-scratch toy model must learn to ignore before it can compare images.
+OBJECTS_PER_SCENE = (1, 2)
+OBJECT_SIZE = "large"
 SPLITS = ("train", "val", "test")
 # Every caption of a change kind holds its keyword; no-change captions hold "no" (see KEYWORDS / NO_CHANGE_WORD).
 KEYWORDS = {"add": "added", "remove": "removed", "move": "moved", "recolour": "changed"}
@@ -71,9 +75,23 @@ def lighting_gain(rng: np.random.Generator) -> float:
     return float(rng.choice([-1.0, 1.0]) * rng.uniform(0.02, 0.04) + 1.0)
 
 
+def sample_before(rng: np.random.Generator) -> Scene:
+    """A scene of OBJECTS_PER_SCENE large objects, no two of the same shape and colour (so captions name one)."""
+    count = int(rng.integers(OBJECTS_PER_SCENE[0], OBJECTS_PER_SCENE[1] + 1))
+    background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
+    objects: list[SceneObject] = []
+    while len(objects) < count:
+        obj = sample_object(rng, IMAGE_SIZE, IMAGE_SIZE, objects, size=OBJECT_SIZE)
+        if obj is None:
+            break
+        if not any(o.shape == obj.shape and o.colour == obj.colour for o in objects):
+            objects.append(obj)
+    return Scene(IMAGE_SIZE, IMAGE_SIZE, background, tuple(objects), int(rng.integers(2**31)))
+
+
 def sample_pair(rng: np.random.Generator, kind: str) -> Pair:
     while True:
-        before = sample_scene(rng, IMAGE_SIZE, IMAGE_SIZE, n_objects=(2, 3))
+        before = sample_before(rng)
         try:
             after, change = apply_change(before, rng, kind)
         except ValueError:
@@ -170,7 +188,7 @@ def write_clevr(root: Path, pairs: dict[str, list[Pair]]) -> tuple[dict, dict]:
     return change, no_change
 
 
-def write(out: Path, seed: int = 0, size: int = 256) -> None:
+def write(out: Path, seed: int = 0, size: int = 1024) -> None:
     """Write both layouts and the ground truth; change kinds are balanced within every split."""
     rng = np.random.default_rng(seed)
     pairs = {
@@ -193,7 +211,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, default=256, help="training pairs; val and test get a quarter each, at most 64")
+    parser.add_argument("--size", type=int, default=1024, help="training pairs; val and test get a quarter each, at most 64")
     args = parser.parse_args()
     write(args.out, args.seed, args.size)
 
