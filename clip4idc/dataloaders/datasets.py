@@ -153,33 +153,36 @@ class ClevrRetrievalDataset(RetrievalMixin, ClevrDataset):
         return bef, aft
 
 
-class SpotCaptionDataset(SpotDataset):
-    """(ids, mask, seg, bef, aft, pair_mask, in_cap, dec_mask, out_cap, "<img_id>.png"); a random sentence each time."""
+class CaptionMixin:
+    """One sample per pair; a random sentence of the pair each time it is drawn."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, per_sentence=False, **kwargs)
 
-    def __getitem__(self, idx: int):
+    def caption_sample(self, idx: int):
+        """(pair, empty text input (ids, mask, seg), bef, aft, caption target) of sample ``idx``."""
         pair, sentences = self.samples[idx]
-        ids, mask, seg = text_input(self.tokenizer, None, self.max_words)
+        text = text_input(self.tokenizer, None, self.max_words)
         bef, aft = self.pair_images(pair)
         caption = caption_target(self.tokenizer, random.choice(sentences), self.max_words)
-        return (ids, mask, seg, bef, aft, np.ones(2, dtype=np.int64), *caption, self.pair_name(pair))
+        return pair, text, bef, aft, caption
 
 
-class ClevrCaptionDataset(ClevrDataset):
+class SpotCaptionDataset(CaptionMixin, SpotDataset):
+    """(ids, mask, seg, bef, aft, pair_mask, in_cap, dec_mask, out_cap, "<img_id>.png")."""
+
+    def __getitem__(self, idx: int):
+        pair, text, bef, aft, caption = self.caption_sample(idx)
+        return (*text, bef, aft, np.ones(2, dtype=np.int64), *caption, self.pair_name(pair))
+
+
+class ClevrCaptionDataset(CaptionMixin, ClevrDataset):
     """(ids, mask, seg, bef, sc, nsc, pair_mask, in_cap, dec_mask, out_cap, nc_in, nc_mask, nc_out, "NNNNNN.png")."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, per_sentence=False, **kwargs)
-
     def __getitem__(self, idx: int):
-        pair, sentences = self.samples[idx]
-        ids, mask, seg = text_input(self.tokenizer, None, self.max_words)
-        bef, aft = self.pair_images(pair)
-        caption = caption_target(self.tokenizer, random.choice(sentences), self.max_words)
+        pair, text, bef, aft, caption = self.caption_sample(idx)
         no_caption = caption_target(self.tokenizer, random.choice(self.no_change[self.pairs[pair][0]]), self.max_words)
-        return (ids, mask, seg, bef, aft, self.distractor_image(pair), np.ones(2, dtype=np.int64), *caption,
+        return (*text, bef, aft, self.distractor_image(pair), np.ones(2, dtype=np.int64), *caption,
                 *no_caption, self.pair_name(pair))
 
 
