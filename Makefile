@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # One thread per process for tests and toy runs: two threads on two shared cores thrash.
 THREADS_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
 
-.PHONY: help setup test demo bench bench-eval clean $(foreach p,$(SUBPROJECTS),$(p)-data $(p)-toy $(p)-train $(p)-test)
+.PHONY: help setup test demo bench bench-eval dmn-language-check clean $(foreach p,$(SUBPROJECTS),$(p)-data $(p)-toy $(p)-train $(p)-test)
 
 help: ## list every target
 	@echo "vlrepro targets:"
@@ -55,6 +55,9 @@ bench: bench-eval ## every benchmark: shared_eval, then each subproject's speed 
 	@for p in $(SUBPROJECTS); do \
 	  if [ -f $$p/Makefile ]; then $(MAKE) --no-print-directory -C $$p bench PY=$(PY) ROOT=$(CURDIR) ARGS="$(ARGS)"; fi; \
 	done
+
+dmn-language-check: setup ## does DMN read the query? the toy check of dmn/README.md (~70 CPU minutes; part of bench)
+	@$(MAKE) --no-print-directory -C dmn language-check PY=$(PY) ROOT=$(CURDIR)
 
 clean: ## remove the virtual environment, toy data and run outputs (keeps downloaded real data)
 	rm -rf $(VENV) data/toy runs
