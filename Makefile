@@ -56,7 +56,7 @@ bench: bench-eval ## every benchmark: shared_eval, then each subproject's speed 
 	  if [ -f $$p/Makefile ]; then $(MAKE) --no-print-directory -C $$p bench PY=$(PY) ROOT=$(CURDIR) ARGS="$(ARGS)"; fi; \
 	done
 
-dmn-language-check: setup ## does DMN read the query? the toy check of dmn/README.md (~70 CPU minutes; part of bench)
+dmn-language-check: setup ## does DMN read the query? the toy check of dmn/README.md (~40 CPU minutes; part of bench)
 	@$(MAKE) --no-print-directory -C dmn language-check PY=$(PY) ROOT=$(CURDIR)
 
 clean: ## remove the virtual environment, toy data and run outputs (keeps downloaded real data)

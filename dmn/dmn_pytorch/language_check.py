@@ -18,6 +18,7 @@ import json
 import logging
 import multiprocessing
 import os
+import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -132,7 +133,9 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
         argv = model_flags(args, seed) + VARIANTS[name] + start + [
             "--save-folder", str(folder), "--optim-snapshot", str(folder / "none.pth"),
             "--epochs", str(epochs), "--max-batches-per-epoch", str(args.epoch_steps)]
+        start_cpu = time.process_time()
         report[stage] = run_stage(argv, folder)
+        report[stage]["cpu_seconds"] = time.process_time() - start_cpu
     return report
 
 

@@ -52,6 +52,7 @@ def test_check_trains_low_then_high_res_and_reports(toy_data, tmp_path):
         assert len(stages[stage]["curve"]) == 2
         assert stages[stage]["best_val_iou"] == max(stages[stage]["curve"])
         assert 0.0 <= stages[stage]["referred_first_rate"] <= 1.0
+        assert stages[stage]["cpu_seconds"] > 0
     assert report["per_pixel_margin_over_baseline"] == pytest.approx(
         stages["high_res"]["best_val_iou"] - report["every_shape_baseline"])
     assert report["passes"] == (report["per_pixel_margin_over_baseline"] >= 0.15)
