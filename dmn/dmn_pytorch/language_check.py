@@ -41,14 +41,14 @@ VARIANTS: dict[str, list[str]] = {
 REQUIRED_MARGIN = 0.15
 
 
-def model_flags(args: argparse.Namespace, seed: int) -> list[str]:
+def model_flags(args: argparse.Namespace, seed: int, lr: float) -> list[str]:
     """The toy-sized DMN (dpn_toy trunk, 64-wide language and multimodal parts) and the data flags."""
     return ["--data", str(args.data), "--split-root", str(Path(args.data) / "splits"), "--dataset", "unc",
             "--val", "val", "--backend", "dpn_toy", "--vis-size", "560", "--num-filters", "10", "--lang-layers", "3",
             "--mix-we", "--size", str(args.size), "--emb-size", "64", "--hid-size", "64", "--mixed-size", "64",
             "--hid-mixed-size", "64", "--upsamp-width", str(args.upsamp_width), "--no-pretrained", "--workers", "0",
-            "--lr", str(args.lr), "--accum-iters", "1", "--log-interval", "1000", "--backup-iters", str(10**9),
-            "--seed", str(seed)] + (["--no-cuda"] if args.no_cuda else [])
+            "--accum-iters", "1", "--log-interval", "1000", "--backup-iters", str(10**9),
+            "--seed", str(seed), "--lr", str(lr)] + (["--no-cuda"] if args.no_cuda else [])
 
 
 def every_shape_baseline(data: Path, split: str = "val") -> float:
@@ -119,18 +119,19 @@ def run_stage(argv: list[str], folder: Path) -> dict:
 
 def run_variant(name: str, args: argparse.Namespace) -> dict:
     """Low-res training, then high-res training from the best low-res weights (the original README's schedule)."""
-    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s")
+    # force: a worker process reused for the next variant gets that variant's prefix
+    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", force=True)
     out = Path(args.out) / name
     report = {}
     low_res_weights = out / "low_res" / "dmn_best_weights.pth"
     # The high-res stage gets the next seed: another sample order (its initialisation comes from the low-res run).
-    for seed, (stage, epochs) in enumerate((("low_res", args.low_res_epochs), ("high_res", args.high_res_epochs)),
-                                           start=args.seed):
+    schedule = (("low_res", args.low_res_epochs, args.lr), ("high_res", args.high_res_epochs, args.high_res_lr))
+    for seed, (stage, epochs, lr) in enumerate(schedule, start=args.seed):
         folder = out / stage
         # High-res starts from the low-res weights (output_collapse dropped), as the README's schedule.
         start = ["--high-res", "--snapshot", str(low_res_weights)] if stage == "high_res" else [
             "--snapshot", str(folder / "none.pth")]
-        argv = model_flags(args, seed) + VARIANTS[name] + start + [
+        argv = model_flags(args, seed, lr) + VARIANTS[name] + start + [
             "--save-folder", str(folder), "--optim-snapshot", str(folder / "none.pth"),
             "--epochs", str(epochs), "--max-batches-per-epoch", str(args.epoch_steps)]
         start_cpu = time.process_time()
@@ -149,7 +150,9 @@ def check_args_parser() -> argparse.ArgumentParser:
                         help="an epoch is the train split or at most this many samples; evaluation after each")
     parser.add_argument("--size", type=int, default=256, help="image size (the multimodal map is size / 32 wide)")
     parser.add_argument("--upsamp-width", type=int, default=32, help="first upsampling conv width")
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=2e-3, help="low-res learning rate")
+    parser.add_argument("--high-res-lr", type=float, default=5e-4,
+                        help="high-res learning rate (at 2e-3 the fine-tuning can wash out the low-res query use)")
     parser.add_argument("--seed", type=int, default=1111)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--jobs", type=int, default=1, help="variants trained at once (one process each)")
