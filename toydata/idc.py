@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from toydata.scene import BACKGROUNDS, CHANGE_KINDS, Scene, SceneObject, apply_change, render, sample_object
+from toydata.scene import CHANGE_KINDS, Scene, SceneObject, apply_change, render, sample_scene
 
 IMAGE_SIZE = 64
 # One or two large objects per "before" scene: at 64x64 the small size (radius 5 px) leaves a shape a few pixels wide,
@@ -75,23 +75,10 @@ def lighting_gain(rng: np.random.Generator) -> float:
     return float(rng.choice([-1.0, 1.0]) * rng.uniform(0.02, 0.04) + 1.0)
 
 
-def sample_before(rng: np.random.Generator) -> Scene:
-    """A scene of OBJECTS_PER_SCENE large objects, no two of the same shape and colour (so captions name one)."""
-    count = int(rng.integers(OBJECTS_PER_SCENE[0], OBJECTS_PER_SCENE[1] + 1))
-    background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
-    objects: list[SceneObject] = []
-    while len(objects) < count:
-        obj = sample_object(rng, IMAGE_SIZE, IMAGE_SIZE, objects, size=OBJECT_SIZE)
-        if obj is None:
-            break
-        if not any(o.shape == obj.shape and o.colour == obj.colour for o in objects):
-            objects.append(obj)
-    return Scene(IMAGE_SIZE, IMAGE_SIZE, background, tuple(objects), int(rng.integers(2**31)))
-
-
 def sample_pair(rng: np.random.Generator, kind: str) -> Pair:
     while True:
-        before = sample_before(rng)
+        # no two objects of the same shape and colour, so captions name one
+        before = sample_scene(rng, IMAGE_SIZE, IMAGE_SIZE, n_objects=OBJECTS_PER_SCENE, size=OBJECT_SIZE)
         try:
             after, change = apply_change(before, rng, kind)
         except ValueError:

@@ -109,8 +109,9 @@ def sample_scene(
     *,
     distinct: bool = True,
     background: str | None = None,
+    size: str | None = None,
 ) -> Scene:
-    """A scene with ``n_objects[0]..n_objects[1]`` non-overlapping objects.
+    """A scene with ``n_objects[0]..n_objects[1]`` non-overlapping objects, all of ``size`` if given.
 
     With ``distinct`` no two objects share both shape and colour, so "the red circle" names one object.
     """
@@ -118,7 +119,7 @@ def sample_scene(
     background = background or list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
     objects: list[SceneObject] = []
     while len(objects) < count:
-        obj = sample_object(rng, width, height, objects)
+        obj = sample_object(rng, width, height, objects, size=size)
         if obj is None:
             break
         if distinct and any(o.shape == obj.shape and o.colour == obj.colour for o in objects):
