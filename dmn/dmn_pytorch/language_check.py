@@ -87,25 +87,30 @@ def referred_first_rate(train_argv: list[str], weights: Path) -> float:
     load_dmn_weights(net, read_state_dict(weights), str(weights))
     net.train()  # as the original evaluates: BatchNorm statistics of each image (engine.evaluate)
     objects: dict[str, set[str]] = defaultdict(set)
-    for image_file, mask_file, _ in val_set.images:
+    first_sample: dict[str, int] = {}  # mask file -> index of a sample that loads it
+    for index, (image_file, mask_file, _) in enumerate(val_set.images):
         objects[image_file].add(mask_file)
+        first_sample.setdefault(mask_file, index)
     masks: dict[str, torch.Tensor] = {}
+
+    def object_mask(mask_file: str) -> torch.Tensor:
+        if mask_file not in masks:
+            mask = val_set[first_sample[mask_file]][1]
+            masks[mask_file] = mask.reshape(mask.shape[-2:]) > 0.5
+        return masks[mask_file]
+
+    scores = MaskIoU(align_corners=True)
     hits = count = 0
     for index, (image_file, mask_file, _) in enumerate(val_set.images):
         if len(objects[image_file]) < 2:
             continue
         img, mask, words = val_set[index]
-        masks[mask_file] = mask.reshape(mask.shape[-2:]) > 0.5
+        target = masks.setdefault(mask_file, mask.reshape(mask.shape[-2:]) > 0.5)
         logits = net(img[None], words[None])
         # Sigmoid, then bilinear upsampling with aligned corners, as the evaluation does.
-        prob = MaskIoU(align_corners=True).probabilities(logits[0, 0], tuple(masks[mask_file].shape))
-        others = []
-        for other in sorted(objects[image_file] - {mask_file}):
-            if other not in masks:
-                j = next(i for i, item in enumerate(val_set.images) if item[:2] == (image_file, other))
-                masks[other] = val_set[j][1].reshape(prob.shape) > 0.5
-            others.append(masks[other])
-        hits += referred_first(prob, masks[mask_file], others)
+        prob = scores.probabilities(logits[0, 0], tuple(target.shape))
+        others = [object_mask(other) for other in sorted(objects[image_file] - {mask_file})]
+        hits += referred_first(prob, target, others)
         count += 1
     return hits / max(count, 1)
 
