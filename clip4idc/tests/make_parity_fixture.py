@@ -16,8 +16,8 @@ imports them with these changes only, none inside the model code:
   state dict is loaded again, strictly; the fp16 outputs are recorded from the model as ``from_pretrained`` left it;
 - ``prep_optimizer``, ``train_epoch``, ``greedy_decode`` and the freezing block of ``main`` are taken out of the
   scripts with ``ast`` and run as written; ``prep_optimizer``'s DistributedDataParallel wrapper is replaced by a
-  module that only holds ``.module`` and records the losses (one CPU process), and training runs in a one-process gloo group because the
-  retrieval loss calls ``all_gather`` and ``barrier``.
+  module that only holds ``.module`` and records the losses (one CPU process), and training runs in a one-process
+  gloo group because the retrieval loss calls ``all_gather`` and ``barrier``.
 """
 from __future__ import annotations
 
@@ -136,29 +136,25 @@ def to_python(metrics: dict) -> dict:
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in metrics.items()}
 
 
-def retrieval_outputs(state, clip_path, inputs, scripts) -> dict:
-    out = {}
+def clip_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The stage-1 (retrieval) model's part of a captioning state dict."""
+    return {k: v for k, v in state.items() if k.startswith("clip.")}
+
+
+def features(model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(pooled text, pooled pair, text tokens, visual tokens) as the original's evaluation asks for them."""
     pair = torch.cat([inputs["bef_image"], inputs["aft_image"]], 1)
-    for precision in ("fp32", "fp16"):
-        model = build("retrieval", state, clip_path, fp32=precision == "fp32")
-        with torch.no_grad():
-            text, visual, text_tokens, visual_tokens = model.get_sequence_visual_output(
-                inputs["input_ids"], inputs["segment_ids"], inputs["input_mask"], pair, inputs["image_mask"])
-            sim, *_ = model.get_similarity_logits(text, visual, inputs["input_mask"], inputs["image_mask"])
-        out[f"similarity_{precision}"] = sim
-        if precision == "fp32":
-            out.update(text_pooled=text, visual_pooled=visual, text_tokens=text_tokens, visual_tokens=visual_tokens)
-    out.update(train(build("retrieval", state, clip_path), inputs, "retrieval", scripts))
-    model = out.pop("model")
-    with torch.no_grad():
-        text, visual, _, _ = model.get_sequence_visual_output(
-            inputs["input_ids"], inputs["segment_ids"], inputs["input_mask"], pair, inputs["image_mask"])
-        out["trained_similarity"], *_ = model.get_similarity_logits(text, visual, inputs["input_mask"],
-                                                                    inputs["image_mask"])
-    return out
+    return model.get_sequence_visual_output(inputs["input_ids"], inputs["segment_ids"], inputs["input_mask"], pair,
+                                            inputs["image_mask"])
 
 
-def caption_logprobs(model, inputs, visual_tokens) -> torch.Tensor:
+def similarity(model, inputs, text, visual) -> torch.Tensor:
+    sim, *_ = model.get_similarity_logits(text, visual, inputs["input_mask"], inputs["image_mask"])
+    return sim
+
+
+def caption_logprobs(model, inputs) -> torch.Tensor:
+    *_, visual_tokens = features(model, inputs)
     captions = inputs["input_caption_ids"].view(-1, MAX_WORDS)
     masks = inputs["decoder_mask"].view(-1, MAX_WORDS)
     encoder_mask = torch.ones(visual_tokens.shape[:2], dtype=torch.long)
@@ -166,32 +162,46 @@ def caption_logprobs(model, inputs, visual_tokens) -> torch.Tensor:
     return torch.log_softmax(logits, -1)
 
 
-def caption_outputs(state, clip_path, inputs, scripts) -> dict:
-    out = {}
+def greedy(model, inputs, scripts) -> torch.Tensor:
+    """The original's greedy_decode over the pairs, from start-of-text for ``max_words`` steps."""
     pair = torch.cat([inputs["bef_image"], inputs["aft_image"]], 1)
     tokenizer = types.SimpleNamespace(vocab={"<|startoftext|>": SOT})
-    greedy_args = argparse.Namespace(max_words=MAX_WORDS)
+    return torch.tensor(scripts["greedy_decode"](argparse.Namespace(max_words=MAX_WORDS), model, tokenizer,
+                                                 inputs["input_ids"], inputs["segment_ids"], inputs["input_mask"],
+                                                 pair, inputs["image_mask"]))
+
+
+@torch.no_grad()
+def retrieval_outputs(state, clip_path, inputs, scripts) -> dict:
+    out = {}
     for precision in ("fp32", "fp16"):
-        model = build("caption", state, clip_path, fp32=precision == "fp32")
-        with torch.no_grad():
-            *_, visual_tokens = model.get_sequence_visual_output(
-                inputs["input_ids"], inputs["segment_ids"], inputs["input_mask"], pair, inputs["image_mask"])
-            out[f"logprobs_{precision}"] = caption_logprobs(model, inputs, visual_tokens)
-            if precision == "fp32":
-                out["greedy"] = torch.tensor(scripts["greedy_decode"](
-                    greedy_args, model, tokenizer, inputs["input_ids"], inputs["segment_ids"], inputs["input_mask"],
-                    pair, inputs["image_mask"]))
-                out["eval_cross_entropy"] = nn.CrossEntropyLoss(ignore_index=0)(
-                    out["logprobs_fp32"].view(-1, VOCAB), inputs["output_caption_ids"].view(-1))
-    out.update(train(build("caption", state, clip_path), inputs, "caption", scripts))
+        model = build("retrieval", state, clip_path, fp32=precision == "fp32")
+        text, visual, text_tokens, visual_tokens = features(model, inputs)
+        out[f"similarity_{precision}"] = similarity(model, inputs, text, visual)
+        if precision == "fp32":
+            out.update(text_pooled=text, visual_pooled=visual, text_tokens=text_tokens, visual_tokens=visual_tokens)
+    with torch.enable_grad():
+        out.update(train(build("retrieval", state, clip_path), inputs, "retrieval", scripts))
     model = out.pop("model")
-    with torch.no_grad():
-        *_, visual_tokens = model.get_sequence_visual_output(
-            inputs["input_ids"], inputs["segment_ids"], inputs["input_mask"], pair, inputs["image_mask"])
-        out["trained_logprobs"] = caption_logprobs(model, inputs, visual_tokens)
-        out["trained_greedy"] = torch.tensor(scripts["greedy_decode"](
-            greedy_args, model, tokenizer, inputs["input_ids"], inputs["segment_ids"], inputs["input_mask"], pair,
-            inputs["image_mask"]))
+    text, visual, _, _ = features(model, inputs)
+    out["trained_similarity"] = similarity(model, inputs, text, visual)
+    return out
+
+
+@torch.no_grad()
+def caption_outputs(state, clip_path, inputs, scripts) -> dict:
+    out = {}
+    for precision in ("fp32", "fp16"):
+        out[f"logprobs_{precision}"] = caption_logprobs(build("caption", state, clip_path, fp32=precision == "fp32"),
+                                                        inputs)
+    out["greedy"] = greedy(build("caption", state, clip_path), inputs, scripts)
+    out["eval_cross_entropy"] = nn.CrossEntropyLoss(ignore_index=0)(out["logprobs_fp32"].view(-1, VOCAB),
+                                                                    inputs["output_caption_ids"].view(-1))
+    with torch.enable_grad():
+        out.update(train(build("caption", state, clip_path), inputs, "caption", scripts))
+    model = out.pop("model")
+    out["trained_logprobs"] = caption_logprobs(model, inputs)
+    out["trained_greedy"] = greedy(model, inputs, scripts)
     return out
 
 
@@ -211,8 +221,7 @@ def frozen_names(state, clip_path, scripts_dir: Path) -> dict:
     out = {}
     blocks = {task: freeze_block(scripts_dir / f"main_task_{task}.py") for task in ("retrieval", "caption")}
     for task, datatype, layers in FREEZE_CASES:
-        task_state = state if task == "caption" else {k: v for k, v in state.items() if k.startswith("clip.")}
-        model = build(task, task_state, clip_path, datatype=datatype)
+        model = build(task, state if task == "caption" else clip_only(state), clip_path, datatype=datatype)
         args = task_config(task, clip_path, datatype=datatype, freeze_layer_num=layers)
         exec(blocks[task], {"model": model, "args": args, "print": lambda *a: None})
         out[f"{task}_{datatype}_{layers}"] = [n for n, p in model.clip.named_parameters() if not p.requires_grad]
@@ -221,12 +230,9 @@ def frozen_names(state, clip_path, scripts_dir: Path) -> dict:
 
 def patch3d_outputs(state, clip_path, inputs) -> dict:
     """linear_patch 3d from a state without conv2: from_pretrained inflates conv1 into conv2's centre tap."""
-    state = {k: v for k, v in state.items() if k.startswith("clip.")}
-    model = build("retrieval", state, clip_path, fp32=False, linear_patch="3d").float()
-    pair = torch.cat([inputs["bef_image"], inputs["aft_image"]], 1)
+    model = build("retrieval", clip_only(state), clip_path, fp32=False, linear_patch="3d").float()
     with torch.no_grad():
-        _, visual, _, visual_tokens = model.get_sequence_visual_output(
-            inputs["input_ids"], inputs["segment_ids"], inputs["input_mask"], pair, inputs["image_mask"])
+        _, visual, _, visual_tokens = features(model, inputs)
     return {"visual_pooled": visual, "visual_tokens_sum": visual_tokens.sum(-1)}
 
 
@@ -272,13 +278,12 @@ def main() -> None:
                                                     {"torch": torch})["greedy_decode"]
         state = deterministic_state_dict(original_state_shapes())
         clip_path = workdir / "clip_parity.pt"
-        torch.save({k[len("clip."):]: v for k, v in state.items() if k.startswith("clip.")}, clip_path)
+        torch.save({k[len("clip."):]: v for k, v in clip_only(state).items()}, clip_path)
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
         inputs = parity_inputs()
-        retrieval_state = {k: v for k, v in state.items() if not k.startswith("decoder.")}
-        out = {"commit": COMMIT, "retrieval_keys": list(build("retrieval", retrieval_state, clip_path).state_dict()),
+        out = {"commit": COMMIT, "retrieval_keys": list(build("retrieval", clip_only(state), clip_path).state_dict()),
                "caption_keys": list(state),
-               "retrieval": retrieval_outputs(retrieval_state, clip_path, inputs, scripts),
+               "retrieval": retrieval_outputs(clip_only(state), clip_path, inputs, scripts),
                "caption": caption_outputs(state, clip_path, inputs, scripts),
                "frozen": frozen_names(state, clip_path, workdir),
                "patch3d": patch3d_outputs(state, clip_path, inputs),

@@ -41,6 +41,11 @@ def features(model: CLIP4IDC) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
     return text, visual, text_tokens, visual_tokens
 
 
+def similarity(model: CLIP4IDC) -> torch.Tensor:
+    text, visual, _, _ = features(model)
+    return model.get_similarity_logits(text, visual)
+
+
 def logprobs(model: CLIP4IDC) -> torch.Tensor:
     _, visual_tokens = model.get_visual_output(INPUTS["bef_image"], INPUTS["aft_image"])
     logits = model.decoder_logits(visual_tokens, INPUTS["input_caption_ids"].view(-1, MAX_WORDS),
@@ -51,12 +56,12 @@ def logprobs(model: CLIP4IDC) -> torch.Tensor:
 @torch.no_grad()
 def test_retrieval_features_and_similarity():
     expected = EXPECTED["retrieval"]
-    text, visual, text_tokens, visual_tokens = features(our_model("retrieval"))
+    model = our_model("retrieval")
+    text, visual, text_tokens, visual_tokens = features(model)
     for name, ours in (("text_pooled", text), ("visual_pooled", visual), ("text_tokens", text_tokens),
                        ("visual_tokens", visual_tokens)):
         torch.testing.assert_close(ours, expected[name], **FP32, msg=name)
-    torch.testing.assert_close(our_model("retrieval").get_similarity_logits(text, visual), expected["similarity_fp32"],
-                               **FP32)
+    torch.testing.assert_close(model.get_similarity_logits(text, visual), expected["similarity_fp32"], **FP32)
 
 
 @torch.no_grad()
@@ -75,9 +80,7 @@ def test_caption_logprobs_and_greedy_decoding():
 def test_fp16_clip_storage_matches_the_original():
     """The original keeps CLIP's weights in fp16 (LayerNorm in fp32, decoder in fp32); ours with fp16=True does the
     same operations, so it lands on the same numbers, 1e-3 away from the fp32 path."""
-    model = our_model("retrieval", fp16=True)
-    text, visual, _, _ = features(model)
-    sim = model.get_similarity_logits(text, visual)
+    sim = similarity(our_model("retrieval", fp16=True))
     torch.testing.assert_close(sim, EXPECTED["retrieval"]["similarity_fp16"], **FP32)
     assert (sim - EXPECTED["retrieval"]["similarity_fp32"]).abs().max() > 1e-4  # fp16 storage does change them
     torch.testing.assert_close(logprobs(our_model("caption", fp16=True)), EXPECTED["caption"]["logprobs_fp16"], **FP32)
@@ -94,17 +97,15 @@ def test_training_steps_match(task):
     args = argparse.Namespace(task_type=task, datatype="clevr", precision="fp32", gradient_accumulation_steps=1,
                               n_display=1, rank=0, epochs=1)
     torch.manual_seed(TRAIN["seed"])
-    mean_loss, _ = train_one_epoch(model, [training_batch(INPUTS, task)] * TRAIN["steps"], optimizer, torch.device("cpu"),
-                                   args, 0, 0)
+    batches = [training_batch(INPUTS, task)] * TRAIN["steps"]
+    mean_loss, _ = train_one_epoch(model, batches, optimizer, torch.device("cpu"), args, 0, 0)
     torch.testing.assert_close(torch.tensor(model.losses), expected["train_losses"], **FP32)
     assert mean_loss == pytest.approx(expected["train_mean_loss"], abs=1e-5)
     trained = model.module.eval()
     torch.testing.assert_close(trained.clip.logit_scale.detach(), expected["trained_logit_scale"], **FP32)
     with torch.no_grad():
         if task == "retrieval":
-            text, visual, _, _ = features(trained)
-            torch.testing.assert_close(trained.get_similarity_logits(text, visual), expected["trained_similarity"],
-                                       **FP32)
+            torch.testing.assert_close(similarity(trained), expected["trained_similarity"], **FP32)
         else:
             torch.testing.assert_close(logprobs(trained), expected["trained_logprobs"], **FP32)
             greedy = trained.greedy_decode(INPUTS["bef_image"], INPUTS["aft_image"], SOT, MAX_WORDS)
