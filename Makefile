@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # One thread per process for tests and toy runs: two threads on two shared cores thrash.
 THREADS_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
 
-.PHONY: help setup test demo bench bench-eval dmn-language-check clean $(foreach p,$(SUBPROJECTS),$(p)-data $(p)-toy $(p)-train $(p)-test)
+.PHONY: help setup test test-portability demo bench bench-eval dmn-language-check clean $(foreach p,$(SUBPROJECTS),$(p)-data $(p)-toy $(p)-train $(p)-test $(p)-demo)
 
 help: ## list every target
 	@echo "vlrepro targets:"
@@ -21,6 +21,7 @@ help: ## list every target
 	  printf '  %-28s %s\n' "$$p-toy" "write the embedded toy dataset into data/toy/$$p/"; \
 	  printf '  %-28s %s\n' "$$p-train" "train $$p with the original README's command (real data if present, else toy; ARGS=... adds flags)"; \
 	  printf '  %-28s %s\n' "$$p-test" "evaluate $$p with the original README's command (real data if present, else toy; ARGS=...)"; \
+	  printf '  %-28s %s\n' "$$p-demo" "the $$p part of make demo alone (toy data -> brief training -> evaluation, into runs/demo/$$p)"; \
 	done
 
 $(STAMP): requirements.txt shared_eval/pyproject.toml
@@ -37,6 +38,9 @@ setup: $(STAMP) ## create .venv (Python 3.11) with every dependency; re-runs onl
 
 test: setup ## run every test suite (one process per subproject) and print "N passed, N failed"; ARGS=--runslow adds the slow ones
 	@$(THREADS_ENV) $(PY) tools/run_tests.py $(ARGS)
+
+test-portability: setup ## the parity tests again with torch/MKL dispatch forced to older CPUs (default, AVX2); not in make test
+	@$(THREADS_ENV) $(PY) tools/run_tests.py --portability $(ARGS)
 
 demo: setup ## toy data -> brief training -> evaluation for every subproject; prints one before/after table
 	@rm -rf runs/demo && mkdir -p runs/demo
@@ -63,10 +67,13 @@ clean: ## remove the virtual environment, toy data and run outputs (keeps downlo
 	rm -rf $(VENV) data/toy runs
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# P-data / P-toy / P-train / P-test delegate to the subproject's own Makefile.
+# P-data / P-toy / P-train / P-test / P-demo delegate to the subproject's own Makefile.
 define SUBPROJECT_RULES
 $(1)-data $(1)-toy $(1)-train $(1)-test: setup
 	@if [ ! -f $(1)/Makefile ]; then echo "$(1) is not implemented yet"; exit 2; fi
 	@$(MAKE) --no-print-directory -C $(1) $$(patsubst $(1)-%,%,$$@) PY=$(PY) ROOT=$(CURDIR) ARGS="$(ARGS)"
+$(1)-demo: setup
+	@mkdir -p runs/demo
+	@$(THREADS_ENV) $(MAKE) --no-print-directory -C $(1) demo PY=$(PY) ROOT=$(CURDIR) OUT=$(CURDIR)/runs/demo/$(1)
 endef
 $(foreach p,$(SUBPROJECTS),$(eval $(call SUBPROJECT_RULES,$(p))))

@@ -28,24 +28,14 @@ from .captions import Bleu, Cider, CiderD, Meteor, PTBTokenizer, Rouge, evaluate
 from .meteor import shutdown as meteor_shutdown
 from .spice import spice_dir
 
-def _results_file() -> Path:
-    """coco-caption's fakecap results: $VLREPRO_CAPTION_EVAL_DATA, else ../shared/data/caption_eval by the repo."""
-    root = Path(__file__).resolve().parent.parent
-    env = os.environ.get("VLREPRO_CAPTION_EVAL_DATA")
-    dirs = ([Path(env)] if env else []) + [p / "shared" / "data" / "caption_eval" for p in (root.parent, root.parent.parent)]
-    for d in dirs:
-        if (d / "captions_val2014_fakecap_results.json").is_file():
-            return d / "captions_val2014_fakecap_results.json"
-    raise SystemExit("bench: captions_val2014_fakecap_results.json not found; set VLREPRO_CAPTION_EVAL_DATA to the "
-                     "folder holding it (shared/data/caption_eval)")
+RESULTS_FILE = Path(__file__).resolve().parent / "data" / "caption_eval" / "captions_val2014_fakecap_results.json"
 
 
 def _demo_inputs(images: int, refs: int) -> tuple[dict, dict]:
-    results_file = _results_file()
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(spice_dir() / "spice-1.0.jar") as z:
             ann = Path(z.extract("coco/annotations/captions_val2014.json", tmp))
-        gts, res = load_coco_captions(ann, results_file)
+        gts, res = load_coco_captions(ann, RESULTS_FILE)
     keys = list(gts)
     out_g, out_r = {}, {}
     for i in range(images):

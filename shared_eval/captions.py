@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -96,6 +97,23 @@ def evaluate(gts: Mapping, res: Mapping, *, tokenized: bool = False, meteor: boo
     return evaluate_with_images(gts, res, tokenized=tokenized, meteor=meteor, spice=spice)[0]
 
 
+def _read_json(path: Path):
+    """A JSON file's content; a missing or malformed file is a ValueError/FileNotFoundError naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"caption file not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def _check_captions(path: Path, items, what: str) -> None:
+    """Every caption is a string: a null or a number would otherwise fail deep inside the tokenizer."""
+    for key, caption in items:
+        if not isinstance(caption, str):
+            raise ValueError(f"{path}: the caption of {what} {key!r} is {json.dumps(caption)}, not a string")
+
+
 def load_coco_captions(annotations: str | Path, results: str | Path) -> tuple[dict, dict]:
     """gts and res for the images of a coco-caption results file, in pycocotools' ``loadRes`` order.
 
@@ -103,18 +121,19 @@ def load_coco_captions(annotations: str | Path, results: str | Path) -> tuple[di
     file order within an image.
     """
     annotations, results = Path(annotations), Path(results)
-    for p in (annotations, results):
-        if not p.is_file():
-            raise FileNotFoundError(f"caption file not found: {p}")
-    ann = json.loads(annotations.read_text())
+    ann = _read_json(annotations)
     try:
         images, anns = ann["images"], ann["annotations"]
     except (KeyError, TypeError):
         raise ValueError(f"{annotations}: not a COCO caption annotation file (needs 'images' and 'annotations')")
-    preds = json.loads(results.read_text())
+    preds = _read_json(results)
     if not isinstance(preds, list) or any(not isinstance(p, dict) or "image_id" not in p or "caption" not in p
                                           for p in preds):
         raise ValueError(f"{results}: expected a JSON list of {{'image_id': ..., 'caption': ...}}")
+    if not preds:
+        raise ValueError(f"{results}: the results list is empty; nothing to evaluate")
+    _check_captions(results, ((p["image_id"], p["caption"]) for p in preds), "image_id")
+    _check_captions(annotations, ((a.get("id"), a.get("caption")) for a in anns), "annotation id")
     res_by_id: dict = {}
     for p in preds:
         res_by_id.setdefault(p["image_id"], []).append(p["caption"])
@@ -132,6 +151,19 @@ def load_coco_captions(annotations: str | Path, results: str | Path) -> tuple[di
     return {k: gts_by_id[k] for k in keys}, {k: res_by_id[k] for k in keys}
 
 
+def _check_writable(out: Path) -> None:
+    """Fail before the evaluation, not after it, when --out cannot be written."""
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a folder; give a file path such as {out / 'scores.json'}")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {out}: {folder} is a file, not a folder; choose another --out")
+    if not folder.is_dir():
+        raise ValueError(f"--out {out}: folder {folder} does not exist; create it first (mkdir -p {folder})")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--out {out}: folder {folder} is not writable; choose another --out")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared_eval.captions",
                                      description="coco-caption evaluation (pycocoevalcap-exact numbers)")
@@ -143,18 +175,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.out:
+            _check_writable(Path(args.out))
         gts, res = load_coco_captions(args.annotations, args.results)
         scores = evaluate(gts, res, meteor=not args.no_meteor, spice=args.spice)
-    except (FileNotFoundError, ValueError, MeteorUnavailableError, SpiceUnavailableError) as e:
+        for name, value in scores.items():
+            print(f"{name}: {value!r}")
+        if args.out:
+            out = Path(args.out)
+            tmp = out.with_name(out.name + ".tmp")
+            tmp.write_text(json.dumps(scores, indent=2))
+            tmp.replace(out)
+    except (OSError, ValueError, MeteorUnavailableError, SpiceUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for name, value in scores.items():
-        print(f"{name}: {value!r}")
-    if args.out:
-        out = Path(args.out)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(scores, indent=2))
-        tmp.replace(out)
     return 0
 
 

@@ -2,6 +2,9 @@
 
 The five subprojects each have a top-level `models/` (or similar) package, so they cannot share an interpreter.
 Suites run two at a time (one torch thread each) on the two cores this project targets.
+
+`--portability` runs instead the tests marked `parity` of every suite once per simulated CPU (torch's and MKL's
+dispatch forced down to older instruction sets), so a reference recorded on one CPU is checked against others.
 """
 from __future__ import annotations
 
@@ -17,6 +20,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ["shared_eval", "difnet", "dmn", "gin", "clip4idc", "spatial_captioning", "toydata"]
+# Simulated CPUs for --portability: the environment each run adds.
+CPU_DISPATCH = {
+    "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
+    "aten-avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    "mkl-avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
 
 
 @dataclass
@@ -44,33 +53,54 @@ def junit_counts(xml_path: Path) -> tuple[int, int, int]:
     return total - failed - skipped, failed, skipped
 
 
-def run_suite(name: str, extra_args: list[str]) -> SuiteResult:
+@dataclass
+class Job:
+    suite: str
+    label: str
+    extra_args: list[str]
+    env: dict[str, str]
+
+
+def run_suite(job: Job) -> SuiteResult:
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         xml_path = Path(tmp) / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml_path}", "tests", *extra_args]
-        proc = subprocess.run(cmd, cwd=ROOT / name, capture_output=True, text=True, env=os.environ.copy())
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml_path}", "tests",
+               *job.extra_args]
+        proc = subprocess.run(cmd, cwd=ROOT / job.suite, capture_output=True, text=True, env={**os.environ, **job.env})
         passed, failed, skipped = junit_counts(xml_path)
     # pytest exit 5 means no test was collected: a suite that exists but runs nothing is a failure.
     if proc.returncode != 0 and failed == 0:
         failed = 1
-    return SuiteResult(name, proc.returncode, passed, failed, skipped, time.monotonic() - start, proc.stdout + proc.stderr)
+    return SuiteResult(job.label, proc.returncode, passed, failed, skipped, time.monotonic() - start,
+                       proc.stdout + proc.stderr)
+
+
+def jobs_for(suites: list[str], extra_args: list[str], portability: bool) -> list[Job]:
+    if not portability:
+        return [Job(s, s, extra_args, {}) for s in suites]
+    # toydata writes files and computes no model outputs: it has no parity tests.
+    return [Job(s, f"{s} [{cpu}]", ["-m", "parity", *extra_args], env)
+            for cpu, env in CPU_DISPATCH.items() for s in suites if s != "toydata"]
 
 
 def main() -> int:
     extra_args = sys.argv[1:]
+    portability = "--portability" in extra_args
+    extra_args = [a for a in extra_args if a != "--portability"]
     suites = [s for s in SUITES if (ROOT / s / "tests").is_dir()]
-    jobs = int(os.environ.get("TEST_JOBS", "2"))
-    print(f"running {len(suites)} suites, {jobs} at a time: {' '.join(suites)}", flush=True)
+    jobs = jobs_for(suites, extra_args, portability)
+    workers = int(os.environ.get("TEST_JOBS", "2"))
+    print(f"running {len(jobs)} suites, {workers} at a time: {', '.join(j.label for j in jobs)}", flush=True)
     results: list[SuiteResult] = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for result in pool.map(lambda s: run_suite(s, extra_args), suites):
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for result in pool.map(run_suite, jobs):
             print(f"\n===== {result.name} (exit {result.returncode}, {result.seconds:.0f} s) =====", flush=True)
             print(result.output.rstrip(), flush=True)
             results.append(result)
     print("\n===== summary =====")
     for r in results:
-        print(f"{r.name:20s} {r.passed:4d} passed {r.failed:3d} failed {r.skipped:3d} skipped {r.seconds:6.0f} s")
+        print(f"{r.name:36s} {r.passed:4d} passed {r.failed:3d} failed {r.skipped:3d} skipped {r.seconds:6.0f} s")
     passed = sum(r.passed for r in results)
     failed = sum(r.failed for r in results)
     skipped = sum(r.skipped for r in results)

@@ -1,8 +1,7 @@
-"""Test set-up: import this worktree's shared_eval, load the real caption fixtures, share one METEOR JVM."""
+"""Test set-up: import this worktree's shared_eval, load the real caption inputs, share one METEOR JVM."""
 
 import csv
 import json
-import os
 import sys
 import zipfile
 from pathlib import Path
@@ -16,15 +15,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-def _find_data() -> Path | None:
-    """The real caption fixtures: $VLREPRO_CAPTION_EVAL_DATA, else ../shared/data/caption_eval next to the repo."""
-    env = os.environ.get("VLREPRO_CAPTION_EVAL_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [p / "shared" / "data" / "caption_eval" for p in (REPO_ROOT.parent, REPO_ROOT.parent.parent)]
-    return next((p for p in candidates if (p / "captions_val2014_fakecap_results.json").is_file()), None)
-
-
-DATA = _find_data()
+DATA = REPO_ROOT / "shared_eval" / "data" / "caption_eval"  # real caption inputs, see its README
 
 
 def pytest_addoption(parser):
@@ -33,6 +24,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes minutes; run with --runslow")
+    config.addinivalue_line("markers", "parity: numbers checked against a second implementation; rerun by make test-portability")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -65,15 +57,8 @@ def coco_val(coco_annotations):
     return json.loads((coco_annotations / "captions_val2014.json").read_text())
 
 
-def _require_data() -> Path:
-    if DATA is None:
-        pytest.skip("real caption fixtures not found: set VLREPRO_CAPTION_EVAL_DATA to shared/data/caption_eval")
-    return DATA
-
-
 @pytest.fixture(scope="session")
 def demo_files(coco_annotations):
-    _require_data()
     return coco_annotations / "captions_val2014.json", DATA / "captions_val2014_fakecap_results.json"
 
 
@@ -124,7 +109,6 @@ RAW_SETS = {
 
 @pytest.fixture(scope="session")
 def raw_sets(demo_raw):
-    _require_data()
     sets = {name: make() for name, make in RAW_SETS.items()}
     sets["coco_demo"] = demo_raw
     return sets

@@ -9,6 +9,8 @@ import torch
 from shared_eval.boxes import (EVAL_SCRIPT, TRAIN_EVALUATOR, box_iou, boxes_to_pixels, evaluate_prediction_file,
                                grounding_accuracy, paired_box_iou)
 
+pytestmark = pytest.mark.parity
+
 
 def test_hand_checked_ious():
     gt = [[0, 0, 10, 10]]

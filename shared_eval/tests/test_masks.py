@@ -6,6 +6,8 @@ import torch
 
 from shared_eval.masks import PRECISION_AT, THRESHOLDS, MaskIoU
 
+pytestmark = pytest.mark.parity
+
 
 def test_threshold_grid_is_dmns():
     assert len(THRESHOLDS) == 39

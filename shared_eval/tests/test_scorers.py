@@ -9,6 +9,8 @@ from pycocoevalcap.rouge.rouge import Rouge as RefRouge
 from shared_eval.captions import Bleu, Cider, CiderD, Rouge
 from shared_eval.cider import document_frequency
 
+pytestmark = pytest.mark.parity
+
 SETS = ["coco_demo", "abstractB0", "abstractC1", "aac1", "aac2", "spot"]
 TOL = 1e-9
 
