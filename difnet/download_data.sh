@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Fetch DIFNet's real data and released weights into $1 (default ../data/difnet), resumable.
 #   m2_annotations/   M²'s annotations.zip (COCO captions + Karpathy split id files)
-#   segmentations/    segmentations.zip (UPSNet class maps, 133x7x7 per image, ~83 MB)
+#   segmentations/    segmentations.zip (UPSNet class maps, 133x7x7 per image, ~83 MB; two Drive ids, tried in turn)
 #   DIFNet_lrp.pth    the released checkpoint (mode difnet_lrp; formerly DIFNet.pth, same Drive id)
 #   vocab.pkl         DIFNet's own vocabulary (10,201 tokens; the weights need its indices)
 #   coco_grid_feats2.hdf5  grid features: Baidu Pan only (manual step, printed below)
+# Downloads go through ../tools/fetch.py: resumable, each file checked (zip members, checkpoint keys and shapes against
+# tests/fixtures/difnet.difnet_lrp.state_dict.tsv); a wrong or partial file is set aside as *.bad, never used.
 set -euo pipefail
 DEST=${1:-../data/difnet}
 PY=${PY:-python}
+HERE=$(cd "$(dirname "$0")" && pwd)
+FETCH="$HERE/../tools/fetch.py"
 mkdir -p "$DEST"
 cd "$DEST"
 
@@ -16,23 +20,21 @@ if ! curl -sI --max-time 15 https://drive.google.com >/dev/null 2>&1; then
   exit 1
 fi
 
-fetch_drive() {  # id, output file (gdown resumes partial downloads with --continue)
-  [ -s "$2" ] || "$PY" -m gdown --continue "$1" -O "$2"
-}
-
 if [ ! -f m2_annotations/captions_train2014.json ]; then
-  curl -L -C - -o annotations.zip \
+  "$PY" "$FETCH" --out annotations.zip --check zip:annotations/captions_train2014.json \
     https://ailb-web.ing.unimore.it/publicfiles/drive/meshed-memory-transformer/annotations.zip \
-    || fetch_drive 1i8mqKFKhqvBr8kEp3DbIh9-9UNAfKGmE annotations.zip
+    gdrive:1i8mqKFKhqvBr8kEp3DbIh9-9UNAfKGmE
   rm -rf m2_annotations annotations && unzip -q annotations.zip && mv annotations m2_annotations
 fi
 if [ ! -d segmentations/val2014 ]; then
-  fetch_drive 1R7GL9FTZgc0cpCoJ6UGWNuhvAiDciab7 segmentations.zip
+  # 1x6RVn... is the id in the README version our users were given; the README later moved to 1R7GL9...
+  "$PY" "$FETCH" --out segmentations.zip --check zip:segmentations \
+    gdrive:1x6RVn01eZKRtoNfZZh4tUSF57N40YxAW gdrive:1R7GL9FTZgc0cpCoJ6UGWNuhvAiDciab7
   unzip -q segmentations.zip
 fi
-fetch_drive 1aDuiiIJomAvQlS-N7VTsqD45rnOt5Oj2 DIFNet_lrp.pth
-[ -s vocab.pkl ] || curl -L -C - -o vocab.pkl \
-  https://raw.githubusercontent.com/mrwu-mac/DIFNet/5ef4c9a/vocab.pkl
+"$PY" "$FETCH" --out DIFNet_lrp.pth --check "torch:$HERE/tests/fixtures/difnet.difnet_lrp.state_dict.tsv" \
+  gdrive:1aDuiiIJomAvQlS-N7VTsqD45rnOt5Oj2
+"$PY" "$FETCH" --out vocab.pkl https://raw.githubusercontent.com/mrwu-mac/DIFNet/5ef4c9a/vocab.pkl
 if [ ! -f coco_grid_feats2.hdf5 ]; then
   echo "difnet-data: the grid features are on Baidu Pan only: download 'coco_grid_feats' from https://pan.baidu.com/s/1myelTYJE8a1HDZHkoccfIA (code: cvpr) and save it as $(pwd)/coco_grid_feats2.hdf5" >&2
   exit 2

@@ -4,10 +4,15 @@
 #   ReferIt images (saiapr_tc-12.zip, UNC refer server) -> DEST/referit/saiapr_tc12_images/<id>.jpg (flat)
 #   torchvision ResNet-50 ImageNet weights -> DEST/weights/resnet50-19c8e357.pth
 #   spaCy en_core_web_md word vectors (installed into PY's environment)
-# Flickr30k images need the Illinois form and the released GIN/ZSGNet checkpoints sit on OneDrive/Google Drive
-# folders that cannot be fetched by script: their links and target paths are printed at the end.
+#   the released GIN and ZSGNet checkpoints (GIN README, OneDrive) -> DEST/weights/{gin,zsgnet}_{flickr30k,referit}.pth,
+#     each checked against tests/data/{gin,zsgnet}.state_dict.tsv
+#   the GIN authors' prepared datasets (OneDrive zips) -> DEST/gin_datasets/<name>/
+# Downloads go through ../tools/fetch.py (resumable, verified; a wrong file is set aside as *.bad). Flickr30k images
+# need the Illinois form (printed at the end), as does any OneDrive link that refuses the script.
 set -euo pipefail
 PY=${PY:-python3}
+HERE=$(cd "$(dirname "$0")" && pwd)
+FETCH="$HERE/../tools/fetch.py"
 DEST=${1:-$(cd "$(dirname "$0")/.." && pwd)/data/gin}
 mkdir -p "$DEST/weights" "$DEST/referit"
 CSV_ZIP_ID=1oZ5llnA4btD9LSmnSB0GaZtTogskLwCe
@@ -20,7 +25,7 @@ if ! curl -sI --max-time 10 https://download.pytorch.org >/dev/null 2>&1; then
   exit 1
 fi
 
-echo "[1/4] ResNet-50 ImageNet weights"
+echo "[1/6] ResNet-50 ImageNet weights"
 curl -L -C - --fail -o "$DEST/weights/resnet50-19c8e357.pth" "$RESNET_URL"
 "$PY" - "$DEST/weights/resnet50-19c8e357.pth" <<'PYEOF'
 import hashlib, sys
@@ -29,7 +34,7 @@ digest = hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()
 sys.exit(0 if digest.startswith("19c8e357") else f"checksum mismatch for {sys.argv[1]}: {digest[:8]} (delete it and retry)")
 PYEOF
 
-echo "[2/4] ZSGNet CSV annotations"
+echo "[2/6] ZSGNet CSV annotations"
 if [ ! -d "$DEST/referit/csv_dir" ]; then
   (cd "$DEST" && "$PY" -m gdown --continue "$CSV_ZIP_ID")  # saves ds_csv_ann.zip (its Drive name)
   unzip -q -o "$DEST/ds_csv_ann.zip" -d "$DEST/ds_csv_ann_tmp"
@@ -44,7 +49,7 @@ for csv_dir in $(find "$DEST" -name csv_dir -type d) $(find "$DEST" -path '*csv_
   fi
 done
 
-echo "[3/4] ReferIt (saiapr_tc-12) images"
+echo "[3/6] ReferIt (saiapr_tc-12) images"
 if [ ! -d "$DEST/referit/saiapr_tc12_images" ]; then
   curl -L -C - --fail -o "$DEST/referit/saiapr_tc-12.zip" "$REFERIT_ZIP" \
     || curl -L -C - --fail -o "$DEST/referit/saiapr_tc-12.zip" "$REFERIT_ARCHIVE" \
@@ -56,16 +61,42 @@ if [ ! -d "$DEST/referit/saiapr_tc12_images" ]; then
   rm -rf "$DEST/referit/saiapr_unzipped"
 fi
 
-echo "[4/4] spaCy en_core_web_md vectors"
+echo "[4/6] spaCy en_core_web_md vectors"
 "$PY" -c "import en_core_web_md" 2>/dev/null || "$PY" -m spacy download en_core_web_md
 
-cat <<MSG
-Done. Manual steps (cannot be scripted):
-  Flickr30k images: fill the form at http://shannon.cs.illinois.edu/DenotationGraph/ and untar to $DEST/flickr30k/flickr30k_images/
-  Released checkpoints (put them anywhere and pass --resume_path=...):
-    ZSGNet (authors, Google Drive): https://drive.google.com/file/d/1tFGm87vdbQUEX4PNfmgs-UQzthMO849t/view
-    ZSGNet Flickr30k (GIN authors): https://1drv.ms/u/s!AmrFUyZ_lDVGf68FpDXLIlzvlzY?e=jiQ8CH
-    GIN 10 epochs Flickr30k:        https://1drv.ms/u/s!AmrFUyZ_lDVGgQL6t2Cp4UvmzPiu?e=PIltdE
-    ZSGNet ReferIt (GIN authors):   https://1drv.ms/u/s!AmrFUyZ_lDVGgQCAeaYj4-Kt_OXX?e=V2bJJt
-    GIN 10 epochs ReferIt:          https://1drv.ms/u/s!AmrFUyZ_lDVGgQErMsd5oJx-S9x-?e=dnjqMK
-MSG
+echo "[5/6] released checkpoints (OneDrive)"
+MISSING=()
+release() {  # name, manifest, share link
+  "$PY" "$FETCH" --out "$DEST/weights/$1.pth" --check "torch:$HERE/tests/data/$2.state_dict.tsv" "onedrive:$3" \
+    || MISSING+=("$1.pth: $3")
+}
+release zsgnet_flickr30k zsgnet "https://1drv.ms/u/s!AmrFUyZ_lDVGf68FpDXLIlzvlzY?e=jiQ8CH"
+release gin_flickr30k gin "https://1drv.ms/u/s!AmrFUyZ_lDVGgQL6t2Cp4UvmzPiu?e=PIltdE"
+release zsgnet_referit zsgnet "https://1drv.ms/u/s!AmrFUyZ_lDVGgQCAeaYj4-Kt_OXX?e=V2bJJt"
+release gin_referit gin "https://1drv.ms/u/s!AmrFUyZ_lDVGgQErMsd5oJx-S9x-?e=dnjqMK"
+
+echo "[6/6] the GIN authors' prepared datasets (OneDrive)"
+dataset() {  # name, share link
+  if [ ! -d "$DEST/gin_datasets/$1" ]; then
+    if "$PY" "$FETCH" --out "$DEST/gin_datasets/$1.zip" --check zip "onedrive:$2"; then
+      "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" \
+        "$DEST/gin_datasets/$1.zip" "$DEST/gin_datasets/$1"
+    else
+      MISSING+=("gin_datasets/$1 (a zip): $2")
+    fi
+  fi
+}
+dataset flickr30k "https://1drv.ms/u/s!AmrFUyZ_lDVGfbdSDe1auqCob_g?e=nR9TwQ"
+dataset referit "https://1drv.ms/u/s!AmrFUyZ_lDVGfEjmz6IXI1q1rRc?e=jIi8kH"
+dataset flickr_split_0 "https://1drv.ms/u/s!AmrFUyZ_lDVGe-XCz_Gh36JcxL4?e=NNjVkh"
+dataset flickr_split_1 "https://1drv.ms/u/s!AmrFUyZ_lDVGegJXY6YO8rowCMI?e=F5Oeu1"
+dataset vg "https://1drv.ms/u/s!AmrFUyZ_lDVGfirzOmAE0CA00uo?e=1v2I6F"
+
+echo "Manual step: Flickr30k images: fill the form at http://shannon.cs.illinois.edu/DenotationGraph/ and untar to $DEST/flickr30k/flickr30k_images/"
+if [ ${#MISSING[@]} -gt 0 ]; then
+  echo "These could not be fetched by script; open each link in a browser and save the file as named (under $DEST):" >&2
+  printf '  %s\n' "${MISSING[@]}" >&2
+  echo "  ZSGNet authors' original checkpoint (Google Drive): https://drive.google.com/file/d/1tFGm87vdbQUEX4PNfmgs-UQzthMO849t/view" >&2
+  exit 1
+fi
+echo "gin-data: done ($DEST)"
