@@ -7,7 +7,7 @@
 #   PATH/other/images/mscoco/images/train2014/   COCO train2014 images
 #   PATH/other/{refcoco,refcoco+,refcocog}/      refs(*).p + instances.json
 #   PATH/weights/                          dpn92_extra-b040e4a9b.pth and the released dmn_*_weights.pth
-# Every download resumes (aria2c -c, else curl -C -, else wget -c); finished steps are skipped on re-runs.
+# Every download resumes and is verified (../tools/fetch.py); finished steps are skipped on re-runs.
 # Dead original links are followed by their live mirrors (web.archive.org snapshots, GitHub releases).
 set -euo pipefail
 
@@ -49,22 +49,12 @@ if ! curl -s --head --max-time 10 http://images.cocodataset.org/ >/dev/null 2>&1
   exit 1
 fi
 
-# fetch OUT URL... : resumable download trying each URL in turn.
+# fetch OUT CHECK URL... : resumable, verified download (../tools/fetch.py) trying each URL in turn; a wrong or
+# partial file is set aside as OUT.bad and never unpacked.
+HERE=$(cd "$(dirname "$0")" && pwd)
 fetch() {
-  local out="$1"; shift
-  [ -f "$out.done" ] && return 0
-  for url in "$@"; do
-    echo "downloading $url"
-    if command -v aria2c >/dev/null; then
-      aria2c -c -x 8 -d "$(dirname "$out")" -o "$(basename "$out")" "$url" && { touch "$out.done"; return 0; }
-    elif curl -fL -C - --retry 3 -o "$out" "$url"; then
-      touch "$out.done"; return 0
-    elif command -v wget >/dev/null && wget -c -O "$out" "$url"; then
-      touch "$out.done"; return 0
-    fi
-    echo "  failed: $url"
-  done
-  return 1
+  local out="$1" check="$2"; shift 2
+  "${PY:-python3}" "$HERE/../tools/fetch.py" --out "$out" ${check:+--check "$check"} "$@"
 }
 
 mkdir -p "$DATA_PATH"/{referit/splits,other/images/mscoco/images,weights,downloads}
@@ -72,28 +62,26 @@ DL="$DATA_PATH/downloads"
 
 if [ "$SKIP_REFERIT" = 0 ]; then
   if [ ! -d "$DATA_PATH/referit/images" ]; then
-    fetch "$DL/referitdata.tar.gz" "${REFERIT_DATA_URLS[@]}" && tar -xzf "$DL/referitdata.tar.gz" -C "$DATA_PATH/referit" \
+    fetch "$DL/referitdata.tar.gz" tar "${REFERIT_DATA_URLS[@]}" && tar -xzf "$DL/referitdata.tar.gz" -C "$DATA_PATH/referit" \
       || echo "WARNING: ReferIt images/masks unavailable (see ronghanghu/text_objseg issue 7 for copies)" >&2
   fi
   if [ ! -f "$DATA_PATH/referit/splits/vocabulary_Gref.txt" ]; then
-    fetch "$DL/referit_splits.tar.bz2" "${REFERIT_SPLITS_URLS[@]}" && tar -xjf "$DL/referit_splits.tar.bz2" -C "$DATA_PATH/referit/splits" \
+    fetch "$DL/referit_splits.tar.bz2" tar "${REFERIT_SPLITS_URLS[@]}" && tar -xjf "$DL/referit_splits.tar.bz2" -C "$DATA_PATH/referit/splits" \
       || echo "WARNING: the DMN splits tarball (vocabularies, ReferIt queries) is unavailable (DMS issue 36)" >&2
   fi
 fi
 
 if [ "$SKIP_COCO" = 0 ]; then
   if [ ! -d "$DATA_PATH/other/images/mscoco/images/train2014" ]; then
-    fetch "$DL/train2014.zip" "${COCO_URLS[@]}"
-    # Known checksum of the COCO 2014 train zip; a mismatch is reported, not fatal.
-    if command -v md5sum >/dev/null && [ "$(md5sum < "$DL/train2014.zip" | cut -d' ' -f1)" != "0da8c0bd3d6becc4dcb32757491aca88" ]; then
-      echo "WARNING: train2014.zip md5 differs from 0da8c0bd3d6becc4dcb32757491aca88" >&2
-    fi
+    # the COCO 2014 train zip's published MD5
+    "${PY:-python3}" "$HERE/../tools/fetch.py" --out "$DL/train2014.zip" --digest 0da8c0bd3d6becc4dcb32757491aca88 \
+      --check zip:train2014 "${COCO_URLS[@]}"
     unzip -q -o "$DL/train2014.zip" -d "$DATA_PATH/other/images/mscoco/images"
   fi
   for name in refcoco refcoco+ refcocog; do
     if [ ! -d "$DATA_PATH/other/$name" ]; then
       enc="${name//+/%2B}"
-      fetch "$DL/$name.zip" "$REFER_BASE/$name.zip" \
+      fetch "$DL/$name.zip" "zip:$name" "$REFER_BASE/$name.zip" \
         "https://web.archive.org/web/20220413011718id_/$REFER_BASE/$enc.zip" "$ARCHIVE/$REFER_BASE/$enc.zip"
       unzip -q -o "$DL/$name.zip" -d "$DATA_PATH/other"
     fi
@@ -101,11 +89,13 @@ if [ "$SKIP_COCO" = 0 ]; then
 fi
 
 if [ "$SKIP_WEIGHTS" = 0 ]; then
-  fetch "$DATA_PATH/weights/dpn92_extra-b040e4a9b.pth" "${DPN92_URLS[@]}" \
+  fetch "$DATA_PATH/weights/dpn92_extra-b040e4a9b.pth" torch "${DPN92_URLS[@]}" \
     || echo "WARNING: DPN92 ImageNet weights unavailable; training starts the visual module from random weights" >&2
   for name in referit unc unc%2B gref; do
     out="$DATA_PATH/weights/dmn_${name//%2B/+}_weights.pth"
-    fetch "$out" "$DMN_WEIGHTS_BASE/dmn_${name}_weights.pth" "$ARCHIVE/$DMN_WEIGHTS_BASE/dmn_${name}_weights.pth" \
+    # keys only: the word embedding's shape follows each data set's vocabulary
+    fetch "$out" "torchkeys:$HERE/tests/fixtures/dmn.highres.state_dict.tsv" "$DMN_WEIGHTS_BASE/dmn_${name}_weights.pth" \
+      "$ARCHIVE/$DMN_WEIGHTS_BASE/dmn_${name}_weights.pth" \
       || echo "WARNING: released weights dmn_${name}_weights.pth unavailable (server gone, DMS issue 37)" >&2
   done
 fi

@@ -20,18 +20,19 @@ if ! curl -sfI --max-time 15 "$COCO_ANN" >/dev/null; then
   echo "spatial_captioning-data: cannot reach images.cocodataset.org (offline?); nothing downloaded" >&2
   exit 1
 fi
-fetch() { echo "== $1"; wget -c -q --show-progress -O "$2" "$1" || { echo "download failed: $1" >&2; return 1; }; }
+# fetch URL OUT CHECK: resumable, verified download (../tools/fetch.py); a wrong or partial file is set aside as OUT.bad
+fetch() { "$PY" "$HERE/../tools/fetch.py" --out "$2" --check "$3" "$1"; }
 
-fetch "$KARPATHY" caption_datasets.zip
+fetch "$KARPATHY" caption_datasets.zip zip:dataset_coco.json
 unzip -o -q caption_datasets.zip dataset_coco.json
-fetch "$COCO_ANN" annotations_trainval2014.zip
+fetch "$COCO_ANN" annotations_trainval2014.zip zip:annotations/captions_val2014.json
 mkdir -p coco-caption/annotations
 unzip -o -q -j annotations_trainval2014.zip annotations/captions_val2014.json -d coco-caption/annotations
 
 if [ "${SKIP_IMAGES:-0}" != 1 ]; then
   mkdir -p images
-  fetch "$COCO_TRAIN" train2014.zip && unzip -n -q train2014.zip -d images
-  fetch "$COCO_VAL" val2014.zip && unzip -n -q val2014.zip -d images
+  fetch "$COCO_TRAIN" train2014.zip zip:train2014 && unzip -n -q train2014.zip -d images
+  fetch "$COCO_VAL" val2014.zip zip:val2014 && unzip -n -q val2014.zip -d images
   # One corrupted COCO image (karpathy/neuraltalk2#4); the Azure blob may be gone.
   wget -q -O images/train2014/COCO_train2014_000000167126.jpg "$FIX" || echo "warning: $FIX unavailable"
 fi
@@ -39,7 +40,7 @@ if [ "${SKIP_BU:-0}" != 1 ]; then
   # ~22 GB; public access to this Azure blob has been refused since 2023 (self-critical.pytorch#62, #81):
   # if it fails, get the adaptive 10-100 box features elsewhere and unzip them into bu_data/trainval/.
   mkdir -p bu_data
-  if fetch "$BU" bu_data/trainval.zip; then unzip -n -q bu_data/trainval.zip -d bu_data; fi
+  if fetch "$BU" bu_data/trainval.zip zip:trainval; then unzip -n -q bu_data/trainval.zip -d bu_data; fi
 fi
 "$PY" -m gdown --folder "$RESNET" -O imagenet_weights || echo "warning: resnet101.pth (Google Drive) not fetched; only needed by prepro_feats.py / eval.py --image_folder"
 

@@ -1,16 +1,18 @@
 """Resumable, verified download of one file, for the subprojects' `download_data.sh` scripts.
 
-    python tools/fetch.py --out data/gin/ckpt.pth [--size N] [--sha256 H] [--check torch:MANIFEST.tsv] SOURCE...
+    python tools/fetch.py --out data/gin/ckpt.pth [--size N] [--digest H] [--check torch:MANIFEST.tsv] SOURCE...
 
 SOURCE is tried in turn until one gives a file that passes every check:
   https://... / http://...  a plain URL, resumed with HTTP Range requests from a partial file beside OUT;
   onedrive:SHARE_URL        a OneDrive share link (1drv.ms/...), fetched through OneDrive's public shares API;
   gdrive:FILE_ID            a Google Drive file, through gdown (resumes its own partial file).
-Checks after each download: `--size` and `--sha256` when given, then the file's structure (`--check`):
-  zip[:member,...]          a readable zip archive holding those members;
+Checks after each download: `--size` and `--digest` when given, then the file's structure (`--check`):
+  zip[:member,...]          a readable zip archive holding those members (every member's CRC is checked);
+  tar[:member,...]          a readable (compressed) tar archive holding those members (read to the end);
   hdf5[:key,...]            an HDF5 file holding those datasets or groups;
   torch[:MANIFEST.tsv]      a torch checkpoint whose state dict holds every `key<TAB>shape` line of the manifest
-                            (a `module.` prefix and a wrapping `state_dict`/`model` entry are allowed).
+                            (a `module.` prefix and a wrapping `state_dict`/`model` entry are allowed);
+  torchkeys[:MANIFEST.tsv]  the same for the keys only (where the vocabulary size changes a shape per data set).
 A file that fails is moved aside to `OUT.bad` (named in the message) and never used; a file already at OUT that passes
 is kept. Exit 0 on success, 1 when no source gave a good file (one line on stderr says why).
 """
@@ -23,6 +25,7 @@ import http.client
 import os
 import shutil
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -96,8 +99,8 @@ def download(source: str, part: Path) -> None:
             time.sleep(min(2 ** attempt, 10) * float(os.environ.get("VLREPRO_FETCH_BACKOFF", "1")))
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with path.open("rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             digest.update(block)
@@ -116,6 +119,17 @@ def check_zip(path: Path, members: list[str]) -> None:
     missing = [m for m in members if m not in names and not any(n.startswith(m.rstrip("/") + "/") for n in names)]
     if missing:
         raise BadFile(f"zip lacks {', '.join(missing)}")
+
+
+def check_tar(path: Path, members: list[str]) -> None:
+    try:
+        with tarfile.open(path) as t:
+            names = set(t.getnames())
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise BadFile(f"not a readable tar archive ({e})") from None
+    missing = [m for m in members if m not in names and not any(n.startswith(m.rstrip("/") + "/") for n in names)]
+    if missing:
+        raise BadFile(f"tar archive lacks {', '.join(missing)}")
 
 
 def check_hdf5(path: Path, keys: list[str]) -> None:
@@ -147,7 +161,7 @@ def state_dict_of(checkpoint) -> dict:
     return {k.removeprefix("module."): v for k, v in checkpoint.items()}
 
 
-def check_torch(path: Path, manifests: list[str]) -> None:
+def check_torch(path: Path, manifests: list[str], shapes: bool = True) -> None:
     import pickle
 
     import torch
@@ -159,22 +173,27 @@ def check_torch(path: Path, manifests: list[str]) -> None:
     state = state_dict_of(checkpoint)
     for manifest in manifests:
         expected = read_manifest(Path(manifest))
-        missing = [k for k in expected if k not in state]
-        wrong = [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]
+        # PyTorch <= 0.4.0 wrote no BatchNorm num_batches_tracked; load_state_dict accepts such files.
+        missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
+        wrong = [k for k in expected if shapes and k in state and tuple(state[k].shape) != expected[k]]
         if missing or wrong:
             example = (missing or wrong)[0]
             raise BadFile(f"state dict differs from {Path(manifest).name}: {len(missing)} keys missing, "
                           f"{len(wrong)} of another shape (e.g. {example})")
 
 
-CHECKS: dict[str, Callable[[Path, list[str]], None]] = {"zip": check_zip, "hdf5": check_hdf5, "torch": check_torch}
+CHECKS: dict[str, Callable[[Path, list[str]], None]] = {
+    "zip": check_zip, "tar": check_tar, "hdf5": check_hdf5, "torch": check_torch,
+    "torchkeys": lambda path, manifests: check_torch(path, manifests, shapes=False),
+}
 
 
 def verify(path: Path, size: int | None, digest: str | None, structure: str | None) -> None:
+    """`digest` is a SHA-256 (64 hex digits) or, where that is all a data set publishes, an MD5 (32)."""
     if size is not None and path.stat().st_size != size:
         raise BadFile(f"{path.stat().st_size} bytes, expected {size}")
-    if digest is not None and sha256(path) != digest.lower():
-        raise BadFile("sha256 differs from the expected one")
+    if digest is not None and file_digest(path, "md5" if len(digest) == 32 else "sha256") != digest.lower():
+        raise BadFile("checksum differs from the published one")
     if structure:
         kind, _, args = structure.partition(":")
         CHECKS[kind](path, [a for a in args.split(",") if a])
@@ -224,12 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sources", nargs="+", help="URL, onedrive:SHARE_URL or gdrive:FILE_ID, tried in turn")
     parser.add_argument("--out", required=True, type=Path, help="where the verified file goes")
     parser.add_argument("--size", type=int, help="expected size in bytes")
-    parser.add_argument("--sha256", help="expected SHA-256 digest")
-    parser.add_argument("--check", help="structure check: zip[:members], hdf5[:keys] or torch[:manifest.tsv]")
+    parser.add_argument("--digest", help="expected SHA-256 (or, where only that is published, MD5) hex digest")
+    parser.add_argument("--check", help="structure check: zip|tar[:members], hdf5[:keys], torch|torchkeys[:manifest.tsv]")
     args = parser.parse_args(argv)
     if args.check and args.check.partition(":")[0] not in CHECKS:
         parser.error(f"--check {args.check}: the kind must be one of {', '.join(CHECKS)}")
-    if fetch(args.out, args.sources, args.size, args.sha256, args.check):
+    if fetch(args.out, args.sources, args.size, args.digest, args.check):
         return 0
     print(f"fetch: no source gave a good {args.out} (tried {len(args.sources)}); see the lines above", file=sys.stderr)
     return 1

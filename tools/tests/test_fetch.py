@@ -7,6 +7,7 @@ import http.server
 import io
 import subprocess
 import sys
+import tarfile
 import threading
 import zipfile
 from pathlib import Path
@@ -152,6 +153,10 @@ def test_checkpoint_checked_against_a_manifest(server, tmp_path):
     assert not fetch.fetch(out, [f"{server}/wrong.pth"], structure=f"torch:{manifest}")
     assert not out.exists() and (tmp_path / "model.pth.bad").exists()
     assert fetch.fetch(out, [f"{server}/right.pth"], structure=f"torch:{manifest}")
+    legacy = io.BytesIO()  # PyTorch <= 0.4.0: no num_batches_tracked
+    torch.save({"encoder.weight": torch.zeros(4, 3)}, legacy)
+    Files.files["/legacy.pth"] = legacy.getvalue()
+    assert fetch.fetch(tmp_path / "legacy.pth", [f"{server}/legacy.pth"], structure=f"torch:{manifest}")
 
 
 def test_hdf5_keys_and_an_existing_good_file_is_kept(server, tmp_path):
@@ -175,3 +180,25 @@ def test_cli_exit_codes_and_one_line(server, tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("fetch: no source gave a good")
     assert (tmp_path / "a.zip.bad").exists()
+
+
+def test_tar_members_checksums_and_keys_only(server, tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as t:
+        data = b"vocabulary" * 100
+        info = tarfile.TarInfo("splits/vocabulary_Gref.txt")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    archive = buffer.getvalue()
+    Files.files["/splits.tar.gz"], Files.files["/cut.tar.gz"] = archive, archive[: len(archive) // 2]
+    assert not fetch.fetch(tmp_path / "a.tar.gz", [f"{server}/cut.tar.gz"], structure="tar:splits")
+    assert not fetch.fetch(tmp_path / "b.tar.gz", [f"{server}/splits.tar.gz"], digest="0" * 32)
+    assert fetch.fetch(tmp_path / "b.tar.gz", [f"{server}/splits.tar.gz"], digest=hashlib.md5(archive).hexdigest(),
+                       structure="tar:splits/vocabulary_Gref.txt")
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("embedding.weight\t12099x1000\n")
+    other_vocab = io.BytesIO()
+    torch.save({"embedding.weight": torch.zeros(5, 3)}, other_vocab)
+    Files.files["/dmn.pth"] = other_vocab.getvalue()
+    assert not fetch.fetch(tmp_path / "x.pth", [f"{server}/dmn.pth"], structure=f"torch:{manifest}")
+    assert fetch.fetch(tmp_path / "y.pth", [f"{server}/dmn.pth"], structure=f"torchkeys:{manifest}")
