@@ -42,15 +42,9 @@ test: setup ## run every test suite (one process per subproject) and print "N pa
 test-portability: setup ## the parity tests again with torch/MKL dispatch forced to older CPUs (default, AVX2); not in make test
 	@$(THREADS_ENV) $(PY) tools/run_tests.py --portability $(ARGS)
 
-demo: setup ## toy data -> brief training -> evaluation for every subproject; prints one before/after table
+demo: setup ## toy data -> brief training -> evaluation for every subproject (two at a time); table + runs/demo/index.html
 	@rm -rf runs/demo && mkdir -p runs/demo
-	@for p in $(SUBPROJECTS); do \
-	  if [ -f $$p/Makefile ]; then \
-	    $(THREADS_ENV) $(MAKE) --no-print-directory -C $$p demo PY=$(PY) ROOT=$(CURDIR) OUT=$(CURDIR)/runs/demo/$$p \
-	      || echo "demo: $$p failed (see output above)"; \
-	  fi; \
-	done
-	@$(PY) tools/demo_table.py runs/demo
+	@$(PY) tools/run_demos.py --python $(PY) --out $(CURDIR)/runs/demo
 
 bench-eval: setup ## shared_eval speed against pycocoevalcap (same input, same numbers)
 	@$(PY) -m shared_eval.bench
