@@ -13,15 +13,14 @@ from dmn_pytorch.models.dpn import create_dpn
 from dmn_pytorch.models.sru import OldSRU, _sru, fill_new_sru_keys
 from reference_dmn import old_sru, reference_forward, spatial_maps
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.exists():
-    REFERENCE = Path("/work/shared/reference")
+# Key/shape manifests of the released DMN state_dicts (copies of the project's reference manifests).
+MANIFESTS = Path(__file__).resolve().parent / "fixtures"
 
 README_FLAGS = dict(num_filters=10, lang_layers=3, mix_we=True)
 
 
 def manifest(name: str) -> list[tuple[str, str]]:
-    return [tuple(line.rstrip("\n").split("\t")) for line in open(REFERENCE / name)]
+    return [tuple(line.rstrip("\n").split("\t")) for line in open(MANIFESTS / name)]
 
 
 def keys_and_shapes(model: torch.nn.Module) -> list[tuple[str, str]]:
