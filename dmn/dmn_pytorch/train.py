@@ -163,18 +163,24 @@ def atomic_torch_save(obj: object, path: Path) -> None:
 
 
 def report_scores(scores: MaskIoUResult, epoch: int) -> dict:
-    """Log the original's tables (cumulative IoU per threshold, precision@k) and return a JSON-able summary."""
+    """Log the original's tables (precision@k per threshold, cumulative IoU per threshold, maximum) and return a
+    JSON-able summary holding all of them."""
     best = scores.best_index
-    lines = ["FINAL accumulated IoUs at different thresholds:", f"{'Thresholds':15}| {'mIoU':15} |"]
+    rule = "-" * 32
+    lines = []
+    for index, threshold in enumerate(scores.thresholds):
+        lines += [rule, f"precision@X for Threshold {threshold:<15.3E}"]
+        lines += [f"precision@{k} = {v[index]:.5f}" for k, v in scores.precision.items()]
+    lines += [rule + "\n", "FINAL accumulated IoUs at different thresholds:", f"{'Thresholds':15}| {'mIoU':15} |", rule]
     lines += [f"{t:<15.3E}| {iou:<15.13f} |" for t, iou in zip(scores.thresholds, scores.overall_iou)]
-    lines += [f"precision@{k} = {v[best]:.5f} (threshold {scores.best_threshold:.3f})"
-              for k, v in scores.precision.items()]
-    lines.append(f"Maximum IoU: {scores.best_overall_iou:<15.13f} - Threshold: {scores.best_threshold:<15.13f}")
+    lines += [rule, f"Maximum IoU: {scores.best_overall_iou:<15.13f} - Threshold: {scores.best_threshold:<15.13f}"]
     logger.info("\n".join(lines))
     return {"epoch": epoch, "max_iou": scores.best_overall_iou, "threshold": scores.best_threshold,
             "samples": scores.num_samples, "mean_iou": float(scores.mean_iou[best]),
+            "thresholds": [float(t) for t in scores.thresholds],
             "cumulative_iou": [float(x) for x in scores.overall_iou],
-            "precision": {str(k): float(v[best]) for k, v in scores.precision.items()}}
+            "precision": {str(k): float(v[best]) for k, v in scores.precision.items()},
+            "precision_per_threshold": {str(k): [float(x) for x in v] for k, v in scores.precision.items()}}
 
 
 def main(argv: list[str] | None = None) -> dict:

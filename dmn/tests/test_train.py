@@ -55,11 +55,23 @@ def test_toy_run_learns(toy_data_default, work):
     assert max(after) >= before + 0.08
 
 
-def test_eval_only_scores_and_pngs(toy_data, work):
-    results = run(toy_data, work, "--eval-first", "--epochs", "0", "--save-vis", str(work / "vis"))
+def test_eval_only_scores_and_pngs(toy_data, work, caplog):
+    with caplog.at_level("INFO", logger="dmn_pytorch"):
+        results = run(toy_data, work, "--eval-first", "--epochs", "0", "--save-vis", str(work / "vis"))
     (evaluation,) = results["evaluations"]
     assert evaluation["epoch"] == 0 and 0 < evaluation["max_iou"] < 0.2
     assert len(evaluation["cumulative_iou"]) == 39
+    # precision@0.5..0.9 at every threshold, as the original printed them; the best threshold's in "precision".
+    per_threshold = evaluation["precision_per_threshold"]
+    assert list(per_threshold) == ["0.5", "0.6", "0.7", "0.8", "0.9"]
+    assert all(len(values) == 39 for values in per_threshold.values())
+    best = evaluation["cumulative_iou"].index(evaluation["max_iou"])
+    assert {k: v[best] for k, v in per_threshold.items()} == evaluation["precision"]
+    log = caplog.text
+    assert log.count("precision@X for Threshold") == 39 and log.count("precision@0.9 = ") == 39
+    block = "\n".join([f"precision@X for Threshold {evaluation['thresholds'][best]:<15.3E}"]
+                      + [f"precision@{k} = {v[best]:.5f}" for k, v in per_threshold.items()])
+    assert block in log
     saved = json.loads((work / "weights" / "eval_unc_val.json").read_text())
     assert saved["evaluations"][0]["max_iou"] == evaluation["max_iou"]
     assert len(list((work / "vis" / "epoch000").glob("*.png"))) == evaluation["samples"]
