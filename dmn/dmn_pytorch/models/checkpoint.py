@@ -59,7 +59,9 @@ def load_dmn_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], sour
     unexpected = [k for k in state_dict if k not in own]
     if any(not k.startswith("langvis.output_collapse.") for k in unexpected):
         raise CheckpointError(f"{source}: keys the model does not have, e.g. {unexpected[0]}; check the model flags")
-    missing = [k for k in own if k not in state_dict]
+    # PyTorch <= 0.4.0 (the era of the released weights) wrote no BatchNorm num_batches_tracked; the counter only
+    # matters for momentum=None, so the model's own value stays, as load_state_dict(strict=True) allows.
+    missing = [k for k in own if k not in state_dict and not k.endswith(".num_batches_tracked")]
     if any(not k.startswith("upsample.") for k in missing):
         first = next(k for k in missing if not k.startswith("upsample."))
         raise CheckpointError(f"{source}: missing key {first}; is this a DMN checkpoint of the same --backend?")
