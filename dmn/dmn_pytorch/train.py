@@ -211,7 +211,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.no_pretrained:
         logger.info("--no-pretrained: the DPN visual module starts from random initialisation")
     else:
-        load_pretrained_dpn(net.langvis.base, args.backend, Path(args.data))
+        full_checkpoint = args.resume if args.resume is not None else (
+            args.snapshot if os.path.exists(args.snapshot) else None)
+        load_pretrained_dpn(net.langvis.base, args.backend, Path(args.data), replaced_by=full_checkpoint)
     if os.path.exists(args.snapshot):
         logger.info("Loading state dict from: %s", args.snapshot)
         load_dmn_weights(net, read_state_dict(args.snapshot), args.snapshot)

@@ -213,6 +213,23 @@ def test_visdom_receives_loss_and_iou_plots(toy_data, work, visdom_server):
     assert iou == pytest.approx(saved["evaluations"][-1]["max_iou"])
 
 
+def test_imagenet_warning_only_when_no_checkpoint_replaces_the_trunk(toy_data, work, caplog):
+    """Without --no-pretrained and without ImageNet weights: training from scratch warns; evaluating a full
+    checkpoint does not (the checkpoint overwrites the trunk)."""
+    with_pretrained = [a for a in TOY_MODEL if a != "--no-pretrained"]
+    weights = work / "weights"
+    common = with_pretrained + ["--data", str(toy_data), "--split-root", str(work.parent / "splits"),
+                                "--save-folder", str(weights), "--optim-snapshot", str(weights / "none_optim.pth")]
+    train.main(common + ["--snapshot", str(weights / "none.pth"), "--epochs", "1", "--max-batches-per-epoch", "1"])
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "ImageNet" in r.getMessage()]
+    assert len(warnings) == 1 and "RANDOM" in warnings[0].getMessage()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dmn_pytorch"):
+        train.main(common + ["--snapshot", str(weights / "dmn_best_weights.pth"), "--epochs", "0", "--eval-first"])
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "not needed" in caplog.text
+
+
 def test_visdom_absent_never_fails(toy_data, work, caplog):
     port = free_port()
     results = run(toy_data, work, "--epochs", "1", "--max-batches-per-epoch", "2", "--visdom", "http://127.0.0.1",

@@ -81,11 +81,15 @@ def pretrained_dpn_path(backend: str, data_root: Path) -> Path | None:
     return None
 
 
-def load_pretrained_dpn(dpn: DPN, backend: str, data_root: Path) -> bool:
-    """Load ImageNet weights into the DPN trunk; False (with one loud warning) when the file is absent."""
+def load_pretrained_dpn(dpn: DPN, backend: str, data_root: Path, replaced_by: str | None = None) -> bool:
+    """Load ImageNet weights into the DPN trunk; False when the file is absent, with one loud warning unless a
+    checkpoint (``replaced_by``) will overwrite the trunk anyway."""
     path = pretrained_dpn_path(backend, data_root)
     if path is None:
         name = PRETRAINED_FILES.get(backend, f"{backend} weights")
+        if replaced_by is not None:
+            logger.info("DPN ImageNet weights %s not found; not needed: %s holds the visual module", name, replaced_by)
+            return False
         logger.warning("*** DPN ImageNet weights %s not found in %s/weights/ (run 'make dmn-data' or fetch %s%s); "
                        "the visual module starts from RANDOM initialisation ***",
                        name, data_root, PRETRAINED_URL, name)
