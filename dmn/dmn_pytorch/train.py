@@ -303,7 +303,8 @@ def cli() -> None:
     try:
         main()
     except (DataFileError, CheckpointError, EmptyQueryError, ValueError) as err:
-        message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+        # One line, all of it: the file and the fix come first in our messages.
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or repr(err)
         sys.exit(f"dmn_pytorch.train: error: {message}")
     except KeyboardInterrupt:
         sys.exit("Exiting from training early")

@@ -155,6 +155,19 @@ def test_user_errors_are_one_line(toy_data, work, monkeypatch, tmp_path):
     assert "57 words" in message and "vocabulary size mismatch" in message
 
 
+def test_foreign_checkpoint_error_names_the_file(toy_data, work, monkeypatch, tmp_path):
+    """A checkpoint of another project (numpy objects in its pickle, as difnet's): the message keeps the file and
+    the fix, not torch.load's last line."""
+    import numpy as np
+
+    foreign = tmp_path / "difnet_best.pth"
+    torch.save({"epoch": 3, "best_cider": np.float64(1.1), "state_dict": {"encoder.weight": torch.zeros(2)}}, foreign)
+    argv = TOY_MODEL + ["--data", str(toy_data), "--split-root", str(tmp_path / "splits"), "--save-folder", str(work),
+                        "--snapshot", str(foreign), "--epochs", "0"]
+    message = cli_error(monkeypatch, argv)
+    assert str(foreign) in message and "numpy" in message and "DMN weights file" in message
+
+
 def test_empty_query_is_one_line(toy_data, tmp_path, monkeypatch):
     import shutil
 

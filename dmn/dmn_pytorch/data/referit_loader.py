@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +33,8 @@ SUPPORTED_DATASETS: dict[str, dict] = {
 }
 # Original: three ReferIt images are skipped (broken files in the release).
 REFERIT_SKIPPED_IMAGES = ("19579.jpg", "17975.jpg", "19575.jpg")
+# Written into each split folder: the resolved --data the split files were built from.
+DATA_ROOT_FILE = "data_root.txt"
 
 
 def atomic_save(obj: object, path: Path) -> None:
@@ -68,7 +71,7 @@ class ReferDataset(Dataset):
         self.split_dir = self.data_root / "referit" / "splits"
 
         dataset_path = self.split_root / dataset
-        if not dataset_path.exists():
+        if not dataset_path.exists() or self._built_from_other_data(dataset_path):
             self.process_dataset()
         corpus_path = dataset_path / "corpus.pth"
         if not corpus_path.exists():
@@ -83,10 +86,24 @@ class ReferDataset(Dataset):
             self.images += [tuple(item) for item in torch.load(path, weights_only=True)]
 
     # ---- preprocessing -------------------------------------------------------------------------------------------
+    def _built_from_other_data(self, folder: Path) -> bool:
+        """The split files list images of one --data folder, recorded in DATA_ROOT_FILE; a folder without it (the
+        original's, or the released splits) is taken as it is."""
+        marker = folder / DATA_ROOT_FILE
+        if not marker.exists():
+            return False
+        built_from = marker.read_text().strip()
+        if built_from == str(self.data_root.resolve()):
+            return False
+        logger.warning("split files in %s were built from --data %s; rebuilding them for --data %s", folder,
+                       built_from, self.data_root.resolve())
+        return True
+
     def process_dataset(self) -> None:
         folder = self.split_root / self.dataset
         tmp_folder = folder.with_name(folder.name + ".building")
         tmp_folder.mkdir(parents=True, exist_ok=True)
+        (tmp_folder / DATA_ROOT_FILE).write_text(f"{self.data_root.resolve()}\n")
         vocab = self.split_dir / ("vocabulary_referit.txt" if self.dataset == "referit" else "vocabulary_Gref.txt")
         if not vocab.exists():
             raise DataFileError(f"missing vocabulary {vocab}: run 'make dmn-data' (the ReferIt splits tarball)")
@@ -101,7 +118,14 @@ class ReferDataset(Dataset):
                 entries = self._process_coco(split)
             atomic_save(entries, tmp_folder / f"{self.dataset}_{split}.pth")
         # The folder appears complete or not at all, so an interrupted run rebuilds it next time.
-        os.replace(tmp_folder, folder)
+        if folder.exists():  # built from another --data: swapped out, then removed
+            stale = folder.with_name(folder.name + ".stale")
+            shutil.rmtree(stale, ignore_errors=True)
+            os.replace(folder, stale)
+            os.replace(tmp_folder, folder)
+            shutil.rmtree(stale)
+        else:
+            os.replace(tmp_folder, folder)
 
     def _process_referit(self, split: str) -> list[tuple[str, str, str]]:
         query_file = self.split_dir / "referit" / f"referit_query_{split}.json"

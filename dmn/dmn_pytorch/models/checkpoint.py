@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -27,13 +28,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {load_failure_reason(err)}") from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} does not hold a state_dict")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_failure_reason(err: Exception) -> str:
+    """torch.load's several-line message in one line: the class a foreign pickle needs, else its first sentence."""
+    foreign = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    if foreign:
+        return (f"it holds a {foreign.group(1)} object, which no DMN checkpoint does (a file of another project?); "
+                f"use a DMN weights file (dmn_<dataset>_weights.pth or one this train.py wrote)")
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{first.split('. ')[0]}; the file is damaged or not a torch checkpoint: copy or write it again"
 
 
 def load_dmn_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
