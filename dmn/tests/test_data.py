@@ -120,7 +120,7 @@ def test_errors_name_the_file(toy_data, tmp_path):
     with pytest.raises(DataFileError, match=f"missing mask .*{mask_file}"):
         ds[0]
     (data / "other/images/mscoco/images/train2014" / image_file).write_bytes(b"not a jpeg")
-    with pytest.raises(DataFileError, match=f"cannot read image .*{image_file}"):
+    with pytest.raises(DataFileError, match=f"image .*{image_file} cannot be decoded"):
         ds[0]
     with pytest.raises(ValueError, match="no split 'testC'"):
         ReferDataset(data, split_root=tmp_path / "s2", dataset="unc", split="testC")

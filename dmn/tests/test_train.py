@@ -1,6 +1,8 @@
 """The training script end to end on the toy data: evaluation only, learning, flags, resume, errors, visdom."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import socket
 import subprocess
@@ -135,10 +137,12 @@ def test_batch_one_equals_padded_batch_path(toy_data, work):
 
 def cli_error(monkeypatch, argv: list[str]) -> str:
     monkeypatch.setattr(sys, "argv", ["dmn_pytorch.train", *argv])
-    with pytest.raises(SystemExit) as exc:
+    stderr = io.StringIO()
+    with pytest.raises(SystemExit) as exc, contextlib.redirect_stderr(stderr):
         train.cli()
-    message = str(exc.value.code)
-    assert "\n" not in message and message.startswith("dmn_pytorch.train: error:")
+    assert exc.value.code == 2
+    message = stderr.getvalue().rstrip("\n").splitlines()[-1]  # progress bars may come before it
+    assert message.startswith("dmn_pytorch.train: error:")
     return message
 
 
