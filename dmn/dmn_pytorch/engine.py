@@ -39,6 +39,7 @@ class TrainConfig:
 class EpochResult:
     mean_loss: float
     losses: list[float] = field(default_factory=list)
+    samples: int = 0  # samples trained on (fewer than the sampler's when --skip_corrupt dropped some)
 
 
 def autocast_context(device: torch.device, amp: bool):
@@ -84,8 +85,12 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     start = time.time()
     progress = tqdm(loader, total=start_batch + num_batches, desc=f"epoch {epoch}", dynamic_ncols=True, leave=False,
                     initial=start_batch)
+    samples = 0
     for batch_idx, batch in enumerate(progress, start=start_batch):
+        if batch is None:  # every sample of the batch was skipped as corrupt
+            continue
         imgs, masks, words, lengths, valid = unpack_batch(batch, device)
+        samples += imgs.size(0)
         with autocast_context(device, cfg.amp):
             logits = model(imgs, words, lengths)
         logits = upsample_to(logits, masks.shape[-2:])
@@ -119,7 +124,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     mean_loss = float(np.mean(stepped)) if stepped else float("nan")
     if plots is not None:
         plots.append("epoch_plt", epoch, mean_loss)
-    return EpochResult(mean_loss, stepped)
+    return EpochResult(mean_loss, stepped, samples)
 
 
 @torch.no_grad()
@@ -134,6 +139,8 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, runnin
     model.eval() if running_stats else model.train()
     scores = MaskIoU(align_corners=True)  # the original's torch <= 0.3 upsampling aligned corners
     for index, batch in enumerate(tqdm(loader, desc="evaluate", dynamic_ncols=True, leave=False)):
+        if batch is None:  # skipped as corrupt
+            continue
         imgs, masks, words, lengths, _ = unpack_batch(batch, device)
         with autocast_context(device, amp):
             logits = model(imgs, words, lengths)
@@ -145,4 +152,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, runnin
                 sample = index * prob.size(0) + b
                 caption = describe(sample) if describe is not None else ""
                 save_sample_png(save_vis / f"{sample:06d}.png", imgs[b], masks[b], prob[b], caption)
+    if scores.num_samples == 0:
+        raise ValueError("no sample left to evaluate: every one was skipped as corrupt (see the --skip_corrupt "
+                         "lines above); replace the files named there")
     return scores.compute()

@@ -8,21 +8,24 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
+import tempfile
 from functools import partial
 from pathlib import Path
 
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, default_collate
 
 from shared_eval.masks import MaskIoUResult
 
-from .data.referit_loader import ReferDataset, collate_padded
+from .data.referit_loader import ReferDataset, collate_padded, collate_present
 from .data.refer_files import DataFileError
 from .data.transforms import image_to_tensor, resize_longer_side
 from .engine import TrainConfig, evaluate, train_one_epoch
-from .models.checkpoint import CheckpointError, load_dmn_weights, load_pretrained_dpn, read_state_dict
+from .models.checkpoint import (CheckpointError, load_dmn_weights, load_failure_reason, load_pretrained_dpn,
+                                read_state_dict)
 from .models.dmn import DMN
 from .utils.dist import DistInfo, broadcast_from_main, init_distributed_mode, main_process_first
 from .utils.visdom import VisdomPlots
@@ -99,6 +102,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shuffle-queries", action="store_true",
                         help="control experiment: train on queries shuffled across samples (language made useless)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
+    parser.add_argument("--skip_corrupt", action="store_true",
+                        help="skip samples whose image, mask or query is unusable (each logged, the count at the "
+                             "end) instead of stopping at the first one")
     parser.add_argument("--per-pixel-msru", action="store_true",
                         help="fix: run the multimodal SRU over time for each pixel (paper) instead of the as-built "
                              "pixel-major sequence")
@@ -116,7 +122,7 @@ def build_datasets(args: argparse.Namespace) -> tuple[ReferDataset, ReferDataset
     # Low-res: the target is resized like the image (soft edges kept); high-res: the original mask.
     target_transform = None if args.high_res else partial(resize_longer_side, size=args.size)
     common = dict(data_root=args.data, split_root=args.split_root, dataset=args.dataset, transform=transform,
-                  annotation_transform=target_transform, max_query_len=args.time)
+                  annotation_transform=target_transform, max_query_len=args.time, skip_corrupt=args.skip_corrupt)
     train_set = ReferDataset(split=args.split, **common)
     if args.shuffle_queries:
         train_set.shuffle_queries(args.seed)
@@ -156,6 +162,45 @@ def build_model(args: argparse.Namespace, dict_size: int) -> DMN:
                dmn_freeze=args.dmn_freeze, per_pixel_msru=args.per_pixel_msru, upsampling_width=args.upsamp_width)
 
 
+class OutputPathError(ValueError):
+    """An output folder that cannot be written; the message names the flag, the path and the fix."""
+
+
+def ensure_writable_folder(folder: Path, flag: str) -> None:
+    """Create ``folder`` and write a probe file there, so a bad output path stops before any training."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise OutputPathError(f"{flag} {folder} cannot be written ({err.strerror}): choose a writable folder") from None
+
+
+def read_training_state(path: Path, save_folder: Path, stem: str) -> dict:
+    """The --resume file: model, optimizer, scheduler, epoch, next batch and best loss, checked up front."""
+    expected = save_folder / f"{stem}_resume.pth"
+    if not path.exists():
+        raise CheckpointError(f"--resume {path} does not exist: this run writes its state to {expected}; "
+                              f"give that file, or drop --resume to start over")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
+        raise CheckpointError(f"cannot read --resume {path}: {load_failure_reason(err)}") from None
+    keys = ("model", "optimizer", "scheduler", "epoch", "next_batch", "best_val_loss")
+    if not isinstance(state, dict) or any(key not in state for key in keys):
+        raise CheckpointError(f"--resume {path} is not a DMN training state (needs {', '.join(keys)}): give the "
+                              f"{stem}_resume.pth this script wrote, or use --snapshot for plain weights")
+    return state
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    try:
+        optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as err:  # noqa: BLE001 - unreadable or another model's: the same one-line answer
+        raise CheckpointError(f"--optim-snapshot {path} does not fit this model's optimizer "
+                              f"({load_failure_reason(err)}): give this model's optimizer file or remove it") from None
+
+
 def atomic_torch_save(obj: object, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -163,18 +208,24 @@ def atomic_torch_save(obj: object, path: Path) -> None:
 
 
 def report_scores(scores: MaskIoUResult, epoch: int) -> dict:
-    """Log the original's tables (cumulative IoU per threshold, precision@k) and return a JSON-able summary."""
+    """Log the original's tables (precision@k per threshold, cumulative IoU per threshold, maximum) and return a
+    JSON-able summary holding all of them."""
     best = scores.best_index
-    lines = ["FINAL accumulated IoUs at different thresholds:", f"{'Thresholds':15}| {'mIoU':15} |"]
+    rule = "-" * 32
+    lines = []
+    for index, threshold in enumerate(scores.thresholds):
+        lines += [rule, f"precision@X for Threshold {threshold:<15.3E}"]
+        lines += [f"precision@{k} = {v[index]:.5f}" for k, v in scores.precision.items()]
+    lines += [rule + "\n", "FINAL accumulated IoUs at different thresholds:", f"{'Thresholds':15}| {'mIoU':15} |", rule]
     lines += [f"{t:<15.3E}| {iou:<15.13f} |" for t, iou in zip(scores.thresholds, scores.overall_iou)]
-    lines += [f"precision@{k} = {v[best]:.5f} (threshold {scores.best_threshold:.3f})"
-              for k, v in scores.precision.items()]
-    lines.append(f"Maximum IoU: {scores.best_overall_iou:<15.13f} - Threshold: {scores.best_threshold:<15.13f}")
+    lines += [rule, f"Maximum IoU: {scores.best_overall_iou:<15.13f} - Threshold: {scores.best_threshold:<15.13f}"]
     logger.info("\n".join(lines))
     return {"epoch": epoch, "max_iou": scores.best_overall_iou, "threshold": scores.best_threshold,
             "samples": scores.num_samples, "mean_iou": float(scores.mean_iou[best]),
+            "thresholds": [float(t) for t in scores.thresholds],
             "cumulative_iou": [float(x) for x in scores.overall_iou],
-            "precision": {str(k): float(v[best]) for k, v in scores.precision.items()}}
+            "precision": {str(k): float(v[best]) for k, v in scores.precision.items()},
+            "precision_per_threshold": {str(k): [float(x) for x in v] for k, v in scores.precision.items()}}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -187,25 +238,35 @@ def main(argv: list[str] | None = None) -> dict:
     use_cuda = not args.no_cuda and torch.cuda.is_available()
     device = torch.device(f"cuda:{dist.local_rank}" if use_cuda else "cpu")
     torch.manual_seed(args.seed)
+    save_folder = Path(args.save_folder)
+    stem = f"dmn_{args.dataset}_{args.split}"
+    if dist.is_main:  # output paths and the resume file are checked before any data is read
+        ensure_writable_folder(save_folder, "--save-folder")
+        if args.save_vis:
+            ensure_writable_folder(Path(args.save_vis), "--save-vis")
+    resume_state = read_training_state(Path(args.resume), save_folder, stem) if args.resume is not None else None
 
     with main_process_first(dist):  # one process writes the split files
         train_set, val_set = build_datasets(args)
     pad_index = train_set.corpus.dictionary[PAD_TOKEN]
     sampler = EpochSampler(len(train_set), args.seed, dist, args.max_batches_per_epoch * args.batch_size)
-    collate = None if args.batch_size == 1 else partial(collate_padded, pad_index=pad_index)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, collate_fn=collate,
-                              num_workers=args.workers, pin_memory=args.pin_memory)
+    collate = default_collate if args.batch_size == 1 else partial(collate_padded, pad_index=pad_index)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
+                              collate_fn=partial(collate_present, collate=collate), num_workers=args.workers,
+                              pin_memory=args.pin_memory)
     # Evaluation goes one image at a time, as the original (BatchNorm statistics are per image in train mode).
-    val_loader = (DataLoader(val_set, batch_size=1, num_workers=args.workers, pin_memory=args.pin_memory)
+    val_loader = (DataLoader(val_set, batch_size=1, collate_fn=collate_present, num_workers=args.workers,
+                             pin_memory=args.pin_memory)
                   if val_set is not None else None)
+    skipped = {"train": 0, "val": 0}
 
-    save_folder = Path(args.save_folder)
-    save_folder.mkdir(parents=True, exist_ok=True)
     net = build_model(args, len(train_set.corpus))
     if args.no_pretrained:
         logger.info("--no-pretrained: the DPN visual module starts from random initialisation")
     else:
-        load_pretrained_dpn(net.langvis.base, args.backend, Path(args.data))
+        full_checkpoint = args.resume if args.resume is not None else (
+            args.snapshot if os.path.exists(args.snapshot) else None)
+        load_pretrained_dpn(net.langvis.base, args.backend, Path(args.data), replaced_by=full_checkpoint)
     if os.path.exists(args.snapshot):
         logger.info("Loading state dict from: %s", args.snapshot)
         load_dmn_weights(net, read_state_dict(args.snapshot), args.snapshot)
@@ -219,10 +280,10 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, fused=True)
     scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=args.patience)
     if os.path.exists(args.optim_snapshot):
-        optimizer.load_state_dict(torch.load(args.optim_snapshot, weights_only=True))
+        load_optimizer_state(optimizer, Path(args.optim_snapshot))
     start_epoch, skip_batches, best_val_loss = args.start_epoch, 0, None
-    if args.resume is not None:
-        state = torch.load(args.resume, map_location="cpu", weights_only=True)
+    if resume_state is not None:
+        state = resume_state
         load_dmn_weights(net, state["model"], args.resume)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -238,7 +299,6 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = TrainConfig(accum_iters=args.accum_iters, log_interval=args.log_interval, backup_iters=args.backup_iters,
                       use_iou_loss=args.iou_loss, fix_iou_loss_scale=args.fix_iou_loss_scale,
                       fix_accum_start=args.fix_accum_start, amp=args.amp)
-    stem = f"dmn_{args.dataset}_{args.split}"
     results: dict = {"evaluations": []}
 
     def run_evaluation(epoch: int) -> float:
@@ -246,6 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
         vis_dir = Path(args.save_vis) / f"epoch{epoch:03d}" if args.save_vis else None
         scores = evaluate(net, val_loader, device, running_stats=args.eval_running_stats, amp=args.amp,
                           save_vis=vis_dir, describe=lambda i: val_set.images[i][2])
+        skipped["val"] += len(val_set) - scores.num_samples
         summary = report_scores(scores, epoch)
         results["evaluations"].append(summary)
         out = save_folder / f"eval_{args.dataset}_{args.val}.json"
@@ -274,8 +335,10 @@ def main(argv: list[str] | None = None) -> dict:
         run_evaluation(0)
     for epoch in range(start_epoch, args.epochs + 1):
         sampler.set_epoch(epoch, skip_batches * args.batch_size)
+        expected_samples = len(sampler)
         result = train_one_epoch(model, train_loader, optimizer, epoch, cfg, device, plots,
                                  start_batch=skip_batches, on_backup=partial(backup, epoch))
+        skipped["train"] += expected_samples - result.samples
         skip_batches = 0
         val_loss = result.mean_loss
         if val_loader is not None and dist.is_main:
@@ -288,15 +351,29 @@ def main(argv: list[str] | None = None) -> dict:
                 best_val_loss = val_loss
                 atomic_torch_save(net.state_dict(), save_folder / "dmn_best_weights.pth")
             save_training_state(epoch + 1, 0)
+    if args.skip_corrupt:
+        logger.warning("--skip_corrupt: skipped %d corrupt training sample(s) and %d evaluation sample(s) in all "
+                       "(each logged above)", skipped["train"], skipped["val"])
     return results
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message on one line; for one re-raised from a DataLoader worker, the worker's own message (the
+    last line of the wrapped traceback) without its class name."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        return re.sub(r"^[\w.]*(Error|Exception)\s*:\s*", "", text.splitlines()[-1].strip())
+    # The file and the fix come first in our messages: keep all of it.
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or repr(err)
+
+
 def cli() -> None:
+    """The command line: a user's mistake (data, checkpoint, output path, flag value) ends in one line, exit 2."""
     try:
         main()
     except (DataFileError, CheckpointError, EmptyQueryError, ValueError) as err:
-        message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
-        sys.exit(f"dmn_pytorch.train: error: {message}")
+        print(f"dmn_pytorch.train: error: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit("Exiting from training early")
 

@@ -6,8 +6,11 @@ Not part of the test suite and never run on our model. Usage (needs clones of th
     git clone https://github.com/taolei87/sru /tmp/sru          # commit 43c85ed (the SRU DMS's README pins)
     PYTHONPATH=tests python tests/make_parity_fixture.py --dms /tmp/dms --sru /tmp/sru --out tests/fixtures/original_outputs.pt
 
+(``--dms``/``--sru`` may be any git directory holding those commits, e.g. bare mirrors.)
+
 It copies ``dmn_pytorch/models/`` (DMN and its DPN) and the old SRU's ``cuda_functional.py`` into a temporary
-directory and runs them on the CPU in float32, with BatchNorm in train mode as the original evaluated. Patches, all
+directory and runs them on the CPU in float64 (the float32 deterministic weights and inputs cast up exactly), with
+BatchNorm in train mode as the original evaluated; it prints the original's own float32-vs-float64 gap. Patches, all
 outside the copied files: stub ``cupy``/``pynvrtc`` modules (the old SRU imports them at module level; its CPU path
 uses neither), ``Tensor.cuda`` as a no-op (``generate_spatial_batch`` hard-codes ``.cuda()``), and bilinear
 resampling with ``align_corners=True`` (the torch <= 0.3 behaviour the original ran under). ``upsampling_mode`` is
@@ -103,9 +106,12 @@ def main() -> None:
         nn.Module.load_state_dict(net, deterministic_state_dict(net.state_dict()), strict=True)
         net.train()
         with torch.no_grad():
-            logits = net(image, words)
-        outputs[name] = {"logits": logits.clone(), "keys": list(net.state_dict())}
-        print(name, tuple(logits.shape), float(logits.abs().max()))
+            logits32 = net(image, words)
+            logits64 = net.double()(image.double(), words)
+        outputs[name] = {"logits": logits64.clone(), "keys": list(net.state_dict())}
+        gap = float((logits32.double() - logits64).abs().max())
+        print(f"{name}: shape {tuple(logits64.shape)}, max |logit| {float(logits64.abs().max()):.3f}, "
+              f"original float32 vs float64 max |diff| {gap:.2e}")
     torch.save(outputs, args.out)
 
 

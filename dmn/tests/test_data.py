@@ -26,7 +26,7 @@ def test_coco_splits_written_under_split_root(toy_data, split_root):
     train = ReferDataset(toy_data, split_root=split_root, dataset="unc", split="train")
     folder = split_root / "unc"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["corpus.pth"] + [f"unc_{s}.pth" for s in ("train", "val", "trainval", "testA", "testB")])
+        ["corpus.pth", "data_root.txt"] + [f"unc_{s}.pth" for s in ("train", "val", "trainval", "testA", "testB")])
     assert torch.load(folder / "unc_trainval.pth", weights_only=True) == []
     trainval = ReferDataset(toy_data, split_root=split_root, dataset="unc", split="trainval")
     val = ReferDataset(toy_data, split_root=split_root, dataset="unc", split="val")
@@ -37,6 +37,25 @@ def test_coco_splits_written_under_split_root(toy_data, split_root):
                 for r in sorted((r for r in refs if r["split"] == "train"), key=lambda r: r["file_name"])
                 for s in r["sentences"]]
     assert train.images == expected
+
+
+def test_split_files_are_rebuilt_for_another_data_folder(toy_data, tmp_path):
+    """The split cache is keyed by --data too: a rerun on another data folder does not reuse the first one's list
+    (which named images the second folder does not have)."""
+    from toydata.refer import write
+
+    other = tmp_path / "other_toy"
+    write(other, seed=1, size=16, image_size=64)
+    shared = tmp_path / "splits"
+    first = ReferDataset(toy_data, split_root=shared, dataset="unc", split="train")
+    second = ReferDataset(other, split_root=shared, dataset="unc", split="train")
+    alone = ReferDataset(other, split_root=tmp_path / "own_splits", dataset="unc", split="train")
+    assert second.images == alone.images and second.images != first.images
+    second[len(second) - 1]  # every listed image exists in the second folder
+    assert (shared / "unc" / "data_root.txt").read_text().strip() == str(other.resolve())
+    assert sorted(p.name for p in shared.iterdir()) == ["unc"]
+    again = ReferDataset(toy_data, split_root=shared, dataset="unc", split="train")
+    assert again.images == first.images
 
 
 def test_coco_mask_is_the_decoded_polygon(toy_data, split_root):
@@ -101,7 +120,7 @@ def test_errors_name_the_file(toy_data, tmp_path):
     with pytest.raises(DataFileError, match=f"missing mask .*{mask_file}"):
         ds[0]
     (data / "other/images/mscoco/images/train2014" / image_file).write_bytes(b"not a jpeg")
-    with pytest.raises(DataFileError, match=f"cannot read image .*{image_file}"):
+    with pytest.raises(DataFileError, match=f"image .*{image_file} cannot be decoded"):
         ds[0]
     with pytest.raises(ValueError, match="no split 'testC'"):
         ReferDataset(data, split_root=tmp_path / "s2", dataset="unc", split="testC")

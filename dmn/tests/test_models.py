@@ -1,27 +1,27 @@
 """Model structure and numerics: manifests, parity with the original's forward, batching, SRU equivalence."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
 
 from dmn_pytorch.models import DMN
-from dmn_pytorch.models.checkpoint import CheckpointError, load_dmn_weights, load_pretrained_dpn
+from dmn_pytorch.models.checkpoint import CheckpointError, load_dmn_weights, load_pretrained_dpn, read_state_dict
 from dmn_pytorch.models.dmn import location_maps
 from dmn_pytorch.models.dpn import create_dpn
 from dmn_pytorch.models.sru import OldSRU, _sru, fill_new_sru_keys
 from reference_dmn import old_sru, reference_forward, spatial_maps
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.exists():
-    REFERENCE = Path("/work/shared/reference")
+# Key/shape manifests of the released DMN state_dicts (copies of the project's reference manifests).
+MANIFESTS = Path(__file__).resolve().parent / "fixtures"
 
 README_FLAGS = dict(num_filters=10, lang_layers=3, mix_we=True)
 
 
 def manifest(name: str) -> list[tuple[str, str]]:
-    return [tuple(line.rstrip("\n").split("\t")) for line in open(REFERENCE / name)]
+    return [tuple(line.rstrip("\n").split("\t")) for line in open(MANIFESTS / name)]
 
 
 def keys_and_shapes(model: torch.nn.Module) -> list[tuple[str, str]]:
@@ -189,6 +189,22 @@ def test_vocabulary_mismatch_names_both_sizes():
     state["langvis.emb.weight"] = torch.zeros(31, 12)
     with pytest.raises(CheckpointError, match="31 words.*30"):
         load_dmn_weights(model, state, "ckpt.pth")
+
+
+def test_legacy_checkpoint_without_num_batches_tracked_loads(tmp_path):
+    """The format PyTorch <= 0.4.0 wrote (the released weights' era): no BatchNorm num_batches_tracked, BatchNorm
+    state version 1 in the metadata."""
+    source, model = tiny(True, seed=5), tiny(True, seed=6)
+    state = source.state_dict()
+    legacy = OrderedDict((k, v) for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    legacy._metadata = OrderedDict((k, dict(v, version=1) if f"{k}.num_batches_tracked" in state else v)
+                                   for k, v in state._metadata.items())
+    assert len(legacy) < len(state)
+    torch.save(legacy, tmp_path / "legacy.pth")
+    load_dmn_weights(model, read_state_dict(tmp_path / "legacy.pth"), "legacy.pth")
+    for key, value in source.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_low_res_weights_load_into_high_res_model():

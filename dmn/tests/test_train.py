@@ -1,6 +1,8 @@
 """The training script end to end on the toy data: evaluation only, learning, flags, resume, errors, visdom."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import socket
 import subprocess
@@ -55,11 +57,23 @@ def test_toy_run_learns(toy_data_default, work):
     assert max(after) >= before + 0.08
 
 
-def test_eval_only_scores_and_pngs(toy_data, work):
-    results = run(toy_data, work, "--eval-first", "--epochs", "0", "--save-vis", str(work / "vis"))
+def test_eval_only_scores_and_pngs(toy_data, work, caplog):
+    with caplog.at_level("INFO", logger="dmn_pytorch"):
+        results = run(toy_data, work, "--eval-first", "--epochs", "0", "--save-vis", str(work / "vis"))
     (evaluation,) = results["evaluations"]
     assert evaluation["epoch"] == 0 and 0 < evaluation["max_iou"] < 0.2
     assert len(evaluation["cumulative_iou"]) == 39
+    # precision@0.5..0.9 at every threshold, as the original printed them; the best threshold's in "precision".
+    per_threshold = evaluation["precision_per_threshold"]
+    assert list(per_threshold) == ["0.5", "0.6", "0.7", "0.8", "0.9"]
+    assert all(len(values) == 39 for values in per_threshold.values())
+    best = evaluation["cumulative_iou"].index(evaluation["max_iou"])
+    assert {k: v[best] for k, v in per_threshold.items()} == evaluation["precision"]
+    log = caplog.text
+    assert log.count("precision@X for Threshold") == 39 and log.count("precision@0.9 = ") == 39
+    block = "\n".join([f"precision@X for Threshold {evaluation['thresholds'][best]:<15.3E}"]
+                      + [f"precision@{k} = {v[best]:.5f}" for k, v in per_threshold.items()])
+    assert block in log
     saved = json.loads((work / "weights" / "eval_unc_val.json").read_text())
     assert saved["evaluations"][0]["max_iou"] == evaluation["max_iou"]
     assert len(list((work / "vis" / "epoch000").glob("*.png"))) == evaluation["samples"]
@@ -123,10 +137,12 @@ def test_batch_one_equals_padded_batch_path(toy_data, work):
 
 def cli_error(monkeypatch, argv: list[str]) -> str:
     monkeypatch.setattr(sys, "argv", ["dmn_pytorch.train", *argv])
-    with pytest.raises(SystemExit) as exc:
+    stderr = io.StringIO()
+    with pytest.raises(SystemExit) as exc, contextlib.redirect_stderr(stderr):
         train.cli()
-    message = str(exc.value.code)
-    assert "\n" not in message and message.startswith("dmn_pytorch.train: error:")
+    assert exc.value.code == 2
+    message = stderr.getvalue().rstrip("\n").splitlines()[-1]  # progress bars may come before it
+    assert message.startswith("dmn_pytorch.train: error:")
     return message
 
 
@@ -141,6 +157,19 @@ def test_user_errors_are_one_line(toy_data, work, monkeypatch, tmp_path):
     torch.save(other, tmp_path / "other_vocab.pth")
     message = cli_error(monkeypatch, base + ["--data", str(toy_data), "--snapshot", str(tmp_path / "other_vocab.pth")])
     assert "57 words" in message and "vocabulary size mismatch" in message
+
+
+def test_foreign_checkpoint_error_names_the_file(toy_data, work, monkeypatch, tmp_path):
+    """A checkpoint of another project (numpy objects in its pickle, as difnet's): the message keeps the file and
+    the fix, not torch.load's last line."""
+    import numpy as np
+
+    foreign = tmp_path / "difnet_best.pth"
+    torch.save({"epoch": 3, "best_cider": np.float64(1.1), "state_dict": {"encoder.weight": torch.zeros(2)}}, foreign)
+    argv = TOY_MODEL + ["--data", str(toy_data), "--split-root", str(tmp_path / "splits"), "--save-folder", str(work),
+                        "--snapshot", str(foreign), "--epochs", "0"]
+    message = cli_error(monkeypatch, argv)
+    assert str(foreign) in message and "numpy" in message and "DMN weights file" in message
 
 
 def test_empty_query_is_one_line(toy_data, tmp_path, monkeypatch):
@@ -199,6 +228,23 @@ def test_visdom_receives_loss_and_iou_plots(toy_data, work, visdom_server):
     (iou,) = by_title["Current Model IoU Value"]["content"]["data"][0]["y"]
     saved = json.loads((work / "weights" / "eval_unc_val.json").read_text())
     assert iou == pytest.approx(saved["evaluations"][-1]["max_iou"])
+
+
+def test_imagenet_warning_only_when_no_checkpoint_replaces_the_trunk(toy_data, work, caplog):
+    """Without --no-pretrained and without ImageNet weights: training from scratch warns; evaluating a full
+    checkpoint does not (the checkpoint overwrites the trunk)."""
+    with_pretrained = [a for a in TOY_MODEL if a != "--no-pretrained"]
+    weights = work / "weights"
+    common = with_pretrained + ["--data", str(toy_data), "--split-root", str(work.parent / "splits"),
+                                "--save-folder", str(weights), "--optim-snapshot", str(weights / "none_optim.pth")]
+    train.main(common + ["--snapshot", str(weights / "none.pth"), "--epochs", "1", "--max-batches-per-epoch", "1"])
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "ImageNet" in r.getMessage()]
+    assert len(warnings) == 1 and "RANDOM" in warnings[0].getMessage()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dmn_pytorch"):
+        train.main(common + ["--snapshot", str(weights / "dmn_best_weights.pth"), "--epochs", "0", "--eval-first"])
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "not needed" in caplog.text
 
 
 def test_visdom_absent_never_fails(toy_data, work, caplog):

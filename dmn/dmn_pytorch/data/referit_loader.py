@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -16,9 +17,9 @@ import cv2
 import numpy as np
 import scipy.io as sio
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
-from ..utils.word_utils import Corpus, load_corpus
+from ..utils.word_utils import Corpus, EmptyQueryError, load_corpus
 from .refer_files import DataFileError, decode_segmentation, load_refer
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,31 @@ SUPPORTED_DATASETS: dict[str, dict] = {
 }
 # Original: three ReferIt images are skipped (broken files in the release).
 REFERIT_SKIPPED_IMAGES = ("19579.jpg", "17975.jpg", "19575.jpg")
+# Written into each split folder: the resolved --data the split files were built from.
+DATA_ROOT_FILE = "data_root.txt"
+JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
+# A JPEG's end-of-image marker may be followed by a few padding bytes; it is looked for in this many last bytes.
+JPEG_TAIL = 64
+
+
+class CorruptSampleError(DataFileError):
+    """One sample cannot be used (unreadable or truncated image, unreadable mask, empty query); ``--skip_corrupt``
+    skips such samples instead of stopping."""
+
+
+def read_rgb_image(path: Path) -> np.ndarray:
+    """The image as RGB uint8, decoded by OpenCV as the original; a truncated JPEG (which libjpeg decodes with a
+    grey bottom and an anonymous warning) or undecodable bytes raise ``CorruptSampleError`` naming the file."""
+    if not path.exists():
+        raise DataFileError(f"missing image {path}: run 'make dmn-data'")
+    data = path.read_bytes()
+    fix = "replace it (run 'make dmn-data') or pass --skip_corrupt to skip such samples"
+    if data.startswith(JPEG_START) and JPEG_END not in data[-JPEG_TAIL:]:
+        raise CorruptSampleError(f"image {path} is a truncated JPEG (no end-of-image marker): {fix}")
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise CorruptSampleError(f"image {path} cannot be decoded (not an image or corrupt bytes): {fix}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def atomic_save(obj: object, path: Path) -> None:
@@ -44,7 +70,7 @@ def atomic_save(obj: object, path: Path) -> None:
 class ReferDataset(Dataset):
     def __init__(self, data_root: str | Path, split_root: str | Path = "data", dataset: str = "referit",
                  transform: Callable | None = None, annotation_transform: Callable | None = None,
-                 split: str = "train", max_query_len: int = 20):
+                 split: str = "train", max_query_len: int = 20, skip_corrupt: bool = False):
         if dataset not in SUPPORTED_DATASETS:
             raise ValueError(f"--dataset {dataset!r} is not supported; choose one of {', '.join(SUPPORTED_DATASETS)}")
         valid_splits = SUPPORTED_DATASETS[dataset]["splits"]
@@ -57,6 +83,7 @@ class ReferDataset(Dataset):
         self.query_len = max_query_len
         self.transform = transform
         self.annotation_transform = annotation_transform
+        self.skip_corrupt = skip_corrupt
         if dataset == "referit":
             self.dataset_root = self.data_root / "referit"
             self.im_dir = self.dataset_root / "images"
@@ -68,7 +95,7 @@ class ReferDataset(Dataset):
         self.split_dir = self.data_root / "referit" / "splits"
 
         dataset_path = self.split_root / dataset
-        if not dataset_path.exists():
+        if not dataset_path.exists() or self._built_from_other_data(dataset_path):
             self.process_dataset()
         corpus_path = dataset_path / "corpus.pth"
         if not corpus_path.exists():
@@ -83,10 +110,28 @@ class ReferDataset(Dataset):
             self.images += [tuple(item) for item in torch.load(path, weights_only=True)]
 
     # ---- preprocessing -------------------------------------------------------------------------------------------
+    def _built_from_other_data(self, folder: Path) -> bool:
+        """The split files list images of one --data folder, recorded in DATA_ROOT_FILE; a folder without it (the
+        original's, or the released splits) is taken as it is."""
+        marker = folder / DATA_ROOT_FILE
+        if not marker.exists():
+            return False
+        built_from = marker.read_text().strip()
+        if built_from == str(self.data_root.resolve()):
+            return False
+        logger.warning("split files in %s were built from --data %s; rebuilding them for --data %s", folder,
+                       built_from, self.data_root.resolve())
+        return True
+
     def process_dataset(self) -> None:
         folder = self.split_root / self.dataset
         tmp_folder = folder.with_name(folder.name + ".building")
-        tmp_folder.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp_folder.mkdir(parents=True, exist_ok=True)
+            (tmp_folder / DATA_ROOT_FILE).write_text(f"{self.data_root.resolve()}\n")
+        except OSError as err:
+            raise DataFileError(f"cannot write the split files into {tmp_folder} ({err.strerror}): "
+                                f"choose a writable --split-root") from None
         vocab = self.split_dir / ("vocabulary_referit.txt" if self.dataset == "referit" else "vocabulary_Gref.txt")
         if not vocab.exists():
             raise DataFileError(f"missing vocabulary {vocab}: run 'make dmn-data' (the ReferIt splits tarball)")
@@ -101,7 +146,14 @@ class ReferDataset(Dataset):
                 entries = self._process_coco(split)
             atomic_save(entries, tmp_folder / f"{self.dataset}_{split}.pth")
         # The folder appears complete or not at all, so an interrupted run rebuilds it next time.
-        os.replace(tmp_folder, folder)
+        if folder.exists():  # built from another --data: swapped out, then removed
+            stale = folder.with_name(folder.name + ".stale")
+            shutil.rmtree(stale, ignore_errors=True)
+            os.replace(folder, stale)
+            os.replace(tmp_folder, folder)
+            shutil.rmtree(stale)
+        else:
+            os.replace(tmp_folder, folder)
 
     def _process_referit(self, split: str) -> list[tuple[str, str, str]]:
         query_file = self.split_dir / "referit" / f"referit_query_{split}.json"
@@ -149,18 +201,24 @@ class ReferDataset(Dataset):
     # ---- items ---------------------------------------------------------------------------------------------------
     def pull_item(self, idx: int) -> tuple[np.ndarray, torch.Tensor, str]:
         image_file, mask_file, phrase = self.images[idx]
-        image_path = self.im_dir / image_file
-        img = cv2.imread(str(image_path))
-        if img is None:
-            raise DataFileError(f"cannot read image {image_path}: missing or not an image; run 'make dmn-data'")
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        img = read_rgb_image(self.im_dir / image_file)
         mask_path = self.mask_dir / mask_file
+        rebuild = f"delete it and {self.split_root / self.dataset} to rebuild the masks"
         if not mask_path.exists():
-            raise DataFileError(
-                f"missing mask {mask_path}: delete {self.split_root / self.dataset} to rebuild the masks"
-            )
-        mask = torch.load(mask_path, weights_only=True)
+            raise DataFileError(f"missing mask {mask_path}: {rebuild}")
+        try:
+            mask = torch.load(mask_path, weights_only=True)
+        except Exception:  # noqa: BLE001 - any unreadable mask file gets the same one-line answer
+            raise CorruptSampleError(f"mask {mask_path} is unreadable: {rebuild}, or pass --skip_corrupt") from None
         return img, mask, phrase
+
+    def annotation_source(self, idx: int) -> str:
+        """Where sample ``idx``'s query comes from: the annotation file and the object's id in it."""
+        object_id = Path(self.images[idx][1]).stem
+        if self.dataset == "referit":
+            return f"object {object_id} of {self.split_dir / 'referit' / f'referit_query_{self.split}.json'}"
+        refer_name, split_by = SUPPORTED_DATASETS[self.dataset]["params"]
+        return f"ann_id {object_id} of {self.dataset_root / refer_name / f'refs({split_by}).p'}"
 
     def shuffle_queries(self, seed: int) -> None:
         """Control experiment: give every sample the query of another, fixed by ``seed``."""
@@ -176,13 +234,33 @@ class ReferDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        img, mask, phrase = self.pull_item(idx)
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The sample, or None for a corrupt one when ``skip_corrupt`` is set (logged with its file)."""
+        try:
+            img, mask, phrase = self.pull_item(idx)
+            try:
+                words = self.tokenize_phrase(phrase)
+            except EmptyQueryError as err:
+                raise CorruptSampleError(
+                    f"{err} for {self.annotation_source(idx)} (image {self.images[idx][0]}): write the query there "
+                    f"and delete {self.split_root / self.dataset} to rebuild the split files, or pass --skip_corrupt"
+                ) from None
+        except CorruptSampleError as err:
+            if not self.skip_corrupt:
+                raise
+            logger.warning("--skip_corrupt: skipping sample %d of %s %s: %s", idx, self.dataset, self.split, err)
+            return None
         if self.transform is not None:
             img = self.transform(img)
         if self.annotation_transform is not None:
             mask = self.annotation_transform(mask)
-        return img, mask, self.tokenize_phrase(phrase)
+        return img, mask, words
+
+
+def collate_present(batch: list, collate: Callable = default_collate):
+    """``collate`` over the samples that are not None (skipped as corrupt); None when none is left."""
+    present = [sample for sample in batch if sample is not None]
+    return collate(present) if present else None
 
 
 def collate_padded(batch: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], pad_index: int

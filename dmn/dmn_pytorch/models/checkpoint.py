@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -27,13 +28,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {load_failure_reason(err)}") from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} does not hold a state_dict")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_failure_reason(err: Exception) -> str:
+    """torch.load's several-line message in one line: the class a foreign pickle needs, else its first sentence."""
+    foreign = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    if foreign:
+        return (f"it holds a {foreign.group(1)} object, which no DMN checkpoint does (a file of another project?); "
+                f"use a DMN weights file (dmn_<dataset>_weights.pth or one this train.py wrote)")
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{first.split('. ')[0]}; the file is damaged or not a torch checkpoint: copy or write it again"
 
 
 def load_dmn_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
@@ -59,7 +70,9 @@ def load_dmn_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], sour
     unexpected = [k for k in state_dict if k not in own]
     if any(not k.startswith("langvis.output_collapse.") for k in unexpected):
         raise CheckpointError(f"{source}: keys the model does not have, e.g. {unexpected[0]}; check the model flags")
-    missing = [k for k in own if k not in state_dict]
+    # PyTorch <= 0.4.0 (the era of the released weights) wrote no BatchNorm num_batches_tracked; the counter only
+    # matters for momentum=None, so the model's own value stays, as load_state_dict(strict=True) allows.
+    missing = [k for k in own if k not in state_dict and not k.endswith(".num_batches_tracked")]
     if any(not k.startswith("upsample.") for k in missing):
         first = next(k for k in missing if not k.startswith("upsample."))
         raise CheckpointError(f"{source}: missing key {first}; is this a DMN checkpoint of the same --backend?")
@@ -79,11 +92,15 @@ def pretrained_dpn_path(backend: str, data_root: Path) -> Path | None:
     return None
 
 
-def load_pretrained_dpn(dpn: DPN, backend: str, data_root: Path) -> bool:
-    """Load ImageNet weights into the DPN trunk; False (with one loud warning) when the file is absent."""
+def load_pretrained_dpn(dpn: DPN, backend: str, data_root: Path, replaced_by: str | None = None) -> bool:
+    """Load ImageNet weights into the DPN trunk; False when the file is absent, with one loud warning unless a
+    checkpoint (``replaced_by``) will overwrite the trunk anyway."""
     path = pretrained_dpn_path(backend, data_root)
     if path is None:
         name = PRETRAINED_FILES.get(backend, f"{backend} weights")
+        if replaced_by is not None:
+            logger.info("DPN ImageNet weights %s not found; not needed: %s holds the visual module", name, replaced_by)
+            return False
         logger.warning("*** DPN ImageNet weights %s not found in %s/weights/ (run 'make dmn-data' or fetch %s%s); "
                        "the visual module starts from RANDOM initialisation ***",
                        name, data_root, PRETRAINED_URL, name)

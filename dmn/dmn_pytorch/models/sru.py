@@ -61,13 +61,15 @@ class OldSRU(nn.Module):
 
         With gradients on CPU, sru 2.6.0 falls back to a Python loop over time (one autograd node per step and
         gate), far too slow for the mSRU's h*w*T-step sequence; there the recurrence runs as a parallel scan
-        (same maths, see ``old_sru_layer_scan``). Otherwise sru's own kernels run.
+        (same maths, see ``old_sru_layer_scan``). Float64 input (the parity tests) also takes the scan: sru's
+        kernels are float32 only. Otherwise sru's own kernels run.
         """
-        if x.dtype != torch.float32:
+        if x.dtype not in (torch.float32, torch.float64):
             # The SRU kernels run in float32 (also under bf16 autocast).
             x = x.float()
         global _cuda_kernel_failed
-        use_scan = (torch.is_grad_enabled() and not x.is_cuda) or (x.is_cuda and _cuda_kernel_failed)
+        use_scan = ((torch.is_grad_enabled() and not x.is_cuda) or (x.is_cuda and _cuda_kernel_failed)
+                    or x.dtype == torch.float64)
         if use_scan:
             for cell in self.rnn_lst:
                 x = old_sru_layer_scan(cell, x, mask_pad)
