@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+logger = logging.getLogger(__name__)
+
 
 def get_logger(filename: str | None = None) -> logging.Logger:
     """Root logger to stderr and (rank 0) to ``filename`` (the original's log.txt)."""
@@ -75,7 +77,10 @@ def autocast(precision: str, device: torch.device):
 
 
 def save_atomic(obj: Any, path: str) -> None:
-    """torch.save (or json for dicts/lists with ``.json`` paths) to ``path`` via a temporary file and os.replace."""
+    """torch.save (or json for dicts/lists with ``.json`` paths) to ``path`` via a temporary file and os.replace;
+    replacing an existing file is logged (the scripts refuse to replace checkpoints before they start)."""
+    if os.path.exists(path):
+        logger.warning("replacing %s", path)
     tmp = f"{path}.tmp{os.getpid()}"
     if path.endswith(".json"):
         with open(tmp, "w") as f:
