@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,3 +128,20 @@ def resume(path: str, checkpoint: dict, model: torch.nn.Module, optimizer: torch
     logger.info("Resumed from %s and %s: epoch %d done, continuing at epoch %d", model_path, path, epoch, epoch + 1)
     return TrainingState(next_epoch=epoch + 1, global_step=checkpoint["global_step"],
                          selection=checkpoint["selection"], epochs=checkpoint["epochs"])
+
+
+def last_checkpoint(output_dir: str) -> str:
+    """The ``pytorch_model.bin.<epoch>`` of the highest epoch in ``output_dir`` (what stage 2 starts from)."""
+    epochs = [int(name.rsplit(".", 1)[1]) for name in os.listdir(output_dir)
+              if name.startswith("pytorch_model.bin.") and name.rsplit(".", 1)[1].isdigit()]
+    if not epochs:
+        raise CheckpointError(f"no pytorch_model.bin.<epoch> in {output_dir}: run stage 1 (main_task_retrieval.py "
+                              "--do_train) into it first")
+    return os.path.join(output_dir, MODEL_FILE.format(max(epochs)))
+
+
+if __name__ == "__main__":
+    try:
+        print(last_checkpoint(sys.argv[1]))
+    except (CheckpointError, OSError, IndexError) as err:
+        sys.exit(f"clip4idc: error: {err} (usage: python checkpoints.py <stage-1 output_dir>)")

@@ -1,8 +1,12 @@
-"""--resume_model continues an interrupted run exactly (model, optimizer, epoch, selection and random states), and a
-rerun never overwrites the checkpoints an earlier run left in --output_dir unless asked (--overwrite)."""
+"""--resume_model continues an interrupted run exactly (model, optimizer, epoch, selection and random states), a
+rerun never overwrites the checkpoints an earlier run left in --output_dir unless asked (--overwrite), and stage 2
+starts from the last checkpoint stage 1 wrote."""
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,8 @@ import torch
 
 import main_task_caption
 import main_task_retrieval
-from conftest import clevr_args
+from checkpoints import last_checkpoint
+from conftest import CODE, ROOT, clevr_args
 from modules.build import CheckpointError
 
 TRAIN = ["--do_train", "--epochs", "2", "--batch_size", "64", "--batch_size_val", "64", "--max_words", "8",
@@ -72,3 +77,18 @@ def test_resume_model_must_be_an_optimizer_file(toy_root, uninterrupted, tmp_pat
     with pytest.raises(CheckpointError, match="lacks epoch, optimizer_state_dict"):
         main_task_retrieval.main(TRAIN + clevr_args(toy_root, tmp_path / "new")
                                  + ["--resume_model", str(uninterrupted / "pytorch_model.bin.0")])
+
+
+def test_stage_two_starts_from_the_last_stage_one_checkpoint(tmp_path):
+    """What the Makefile passes to stage 2 (`python checkpoints.py <stage-1 dir>`): the highest epoch, compared as a
+    number, whatever --epochs was; optimizer and unfinished temporary files are not model checkpoints."""
+    for name in ("pytorch_model.bin.0", "pytorch_model.bin.9", "pytorch_model.bin.10", "pytorch_opt.bin.11",
+                 "pytorch_model.bin.11.tmp123", "log.txt"):
+        (tmp_path / name).write_bytes(b"")
+    done = subprocess.run([sys.executable, str(CODE / "checkpoints.py"), str(tmp_path)], capture_output=True,
+                          text=True, cwd=CODE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0 and done.stdout.strip() == str(tmp_path / "pytorch_model.bin.10")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CheckpointError, match=f"no pytorch_model.bin.<epoch> in {empty}: run stage 1"):
+        last_checkpoint(str(empty))
