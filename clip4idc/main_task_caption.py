@@ -13,12 +13,13 @@ import torch.distributed as dist
 from caption_eval import load_gt, score_parts
 from checkpoints import (MODEL_FILE, TrainingState, check_outputs_free, first_epoch, load_resume,
                          prepare_output_dir, resume, save_epoch)
-from dataloaders.data_dataloaders import DATALOADER_DICT
+from dataloaders.data_dataloaders import DATALOADER_DICT, log_skipped
 from engine import caption_cross_entropy, generate_captions, prep_optimizer, train_one_epoch
 from errors import run_cli
 from modules.build import build_model, build_tokenizer, freeze_clip
 from params import parse_args
-from util import get_logger, init_distributed_mode, resolve_precision, save_atomic, set_seed, wrap_ddp
+from util import (get_logger, init_distributed_mode, log_to_file, resolve_precision, save_atomic, set_seed,
+                  wrap_ddp)
 
 logger = logging.getLogger("clip4idc")
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     resumed = load_resume(args.resume_model) if args.resume_model else None
     if args.do_train:
         check_outputs_free(args.output_dir, first_epoch(resumed), args.epochs, args.overwrite)
-    get_logger(os.path.join(args.output_dir, "log.txt") if args.rank == 0 else None)
+    get_logger()
     set_seed(args.seed)  # the original seeded CLEVR only; Spot is seeded too here
     args.precision = resolve_precision(args.precision, device)
     logger.info("Effective parameters: %s", json.dumps(vars(args), sort_keys=True))
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     test_loader, test_length = DATALOADER_DICT[args.datatype]["test"](args, tokenizer, "caption")
     test_gts = load_gt(os.path.join(args.gt_dir, f"{args.datatype}_total_change_captions_reformat.json"))
     summary: dict = {"epochs": []}
+    loaders = [test_loader]
 
     if args.do_train:
         if args.select_on == "val":
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             select_loader, select_gts = test_loader, test_gts
         train_loader, train_length, sampler = DATALOADER_DICT[args.datatype]["train"](args, tokenizer, "caption")
+        loaders += [train_loader, select_loader]
         t_total = (len(train_loader) + args.gradient_accumulation_steps - 1) / args.gradient_accumulation_steps * args.epochs
         optimizer = prep_optimizer(model, "caption", args.lr, args.coef_lr, args.warmup_proportion, t_total,
                                    args.weight_decay)
@@ -84,6 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
         if resumed is not None:
             state = resume(args.resume_model, resumed, model, optimizer, train_loader.generator)
         ddp_model = wrap_ddp(model, args)
+        if args.rank == 0:
+            log_to_file(os.path.join(args.output_dir, "log.txt"))
         for epoch in range(state.next_epoch, args.epochs):
             if sampler is not None:
                 sampler.set_epoch(epoch)
@@ -112,12 +117,15 @@ def main(argv: list[str] | None = None) -> dict:
         if args.rank == 0 and args.select_on == "val" and summary["best_model"] is not None:
             model.load_state_dict(torch.load(summary["best_model"], map_location=device, weights_only=True))
     if args.rank == 0:
+        log_to_file(os.path.join(args.output_dir, "log.txt"))
         logger.info("Test split (%d pairs):", test_length)
         summary["test"] = evaluate(model, test_loader, test_gts, tokenizer, device, args,
                                    "test" if args.do_train else "eval", draw=True)
         summary["token_ce"] = caption_cross_entropy(model, test_loader, device, args.datatype)
         logger.info("teacher-forced token cross-entropy of the test change captions: %.4f", summary["token_ce"])
         save_atomic(summary, os.path.join(args.output_dir, "results.json"))
+    if args.skip_corrupt:
+        log_skipped(list({id(loader.dataset): loader for loader in loaders}.values()))
     return summary
 
 

@@ -87,6 +87,9 @@ def get_args_parser(task_type: str) -> argparse.ArgumentParser:
                       help="split for model selection (the original used test)")
     ours.add_argument("--weight_decay", type=float, default=None,
                       help="BertAdam weight decay; default the original's hard-coded 0.2 (retrieval) / 0.01 (caption)")
+    ours.add_argument("--skip_corrupt", action="store_true",
+                      help="leave out pairs with an unreadable image (each logged, and the count at the end) instead "
+                           "of stopping; every image of a split is decoded once up front")
     ours.add_argument("--overwrite", action="store_true",
                       help="replace checkpoints an earlier run left in --output_dir (refused otherwise)")
     ours.add_argument("--save_vis", type=str, default=None, help="caption: write before|after|captions figures here")

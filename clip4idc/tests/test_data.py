@@ -1,5 +1,7 @@
 """Loaders on the toy files (the same code path as the real data), the GT writer on the real Spot-the-Diff ground
 truth, and one-line errors for bad inputs."""
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -114,14 +116,15 @@ def test_scorer_on_real_spot_gt():
 
 
 def cli_error(args: list[str], script=None) -> str:
-    """Run an entry point in-process through its CLI wrapper; return the one-line message it exits with."""
+    """Run an entry point in-process through its CLI wrapper; return the one line it prints (exit status 2)."""
     from errors import run_cli
     from main_task_retrieval import main
 
-    with pytest.raises(SystemExit) as info:
-        run_cli(lambda: (script or main)(args))
-    message = str(info.value.code)
-    assert "\n" not in message and message.startswith("clip4idc: error: ")
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert run_cli(lambda: (script or main)(args)) == 2
+    message = stderr.getvalue().strip().splitlines()[-1]
+    assert message.startswith("clip4idc: error: ")
     return message
 
 
