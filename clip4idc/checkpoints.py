@@ -95,7 +95,8 @@ def load_resume(path: str) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise CheckpointError(f"--resume_model {path} is not a readable checkpoint ({err}); pass the "
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"--resume_model {path} is not a readable checkpoint ({reason}); pass the "
                               "pytorch_opt.bin.<epoch> of the run to continue") from err
     missing = [k for k in OPTIMIZER_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
     if missing:
@@ -122,7 +123,8 @@ def resume(path: str, checkpoint: dict, model: torch.nn.Module, optimizer: torch
         model.load_state_dict(weights, strict=True)
         optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
     except (RuntimeError, ValueError, KeyError) as err:
-        raise CheckpointError(f"--resume_model {path} does not fit this model ({str(err).splitlines()[0]}); resume "
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"--resume_model {path} does not fit this model ({reason}); resume "
                               "with the flags of the run that wrote it") from err
     restore_random_states(checkpoint["rng"], loader_generator)
     logger.info("Resumed from %s and %s: epoch %d done, continuing at epoch %d", model_path, path, epoch, epoch + 1)

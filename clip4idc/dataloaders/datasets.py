@@ -42,7 +42,7 @@ def captions(value, path: str, pair: str) -> list[str]:
 
 
 def warn_empty_captions(path: str, pairs: list[tuple[str, list[str]]]) -> int:
-    """Empty captions are kept, as the original trains on them (the target is end-of-text alone): logged with a count."""
+    """Empty captions are kept, as the original trains on them (the target is end-of-text alone); logs their count."""
     empty = [pair for pair, sentences in pairs for s in sentences if not s.strip()]
     if empty:
         logger.warning("%s: %d empty caption(s) (first in %s), kept as the original does", path, len(empty), empty[0])

@@ -103,7 +103,8 @@ class CLIP4IDC(nn.Module):
 
     def caption_loss(self, logits: torch.Tensor, output_caption_ids: torch.Tensor) -> torch.Tensor:
         # ignore_index=0 also ignores a genuine "!" (BPE id 0), as the original does.
-        return F.cross_entropy(full_precision(logits.reshape(-1, logits.size(-1))), output_caption_ids.reshape(-1), ignore_index=0)
+        return F.cross_entropy(full_precision(logits.reshape(-1, logits.size(-1))), output_caption_ids.reshape(-1),
+                               ignore_index=0)
 
     def forward(self, input_ids: torch.Tensor, bef_image: torch.Tensor, aft_image: torch.Tensor,
                 input_caption_ids: torch.Tensor | None = None, decoder_mask: torch.Tensor | None = None,

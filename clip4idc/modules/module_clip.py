@@ -88,7 +88,7 @@ def load_clip_state_dict(path: str) -> dict[str, torch.Tensor]:
 
 
 def full_precision(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in fp32 when it is in a narrower float type (the original's ``.float()``); fp32 and fp64 stay as they are."""
+    """``x`` in fp32 when in a narrower float type (the original's ``.float()``); fp32 and fp64 stay as they are."""
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
