@@ -29,7 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     start = time.time()
     data = os.path.join(args.toy, "clevr_change", "data")
-    common = ["--data_path", data, "--features_path", data] + SMALL
+    # --overwrite: a rerun of the demo replaces the demo's own earlier checkpoints.
+    common = ["--data_path", data, "--features_path", data, "--overwrite"] + SMALL
     stage1_dir = os.path.join(args.out, "retrieval")
     stage1 = main_task_retrieval.main(["--do_train", "--epochs", str(args.retrieval_epochs), "--lr", "2e-3",
                                        "--output_dir", stage1_dir] + common)

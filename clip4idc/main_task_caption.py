@@ -11,12 +11,15 @@ import torch
 import torch.distributed as dist
 
 from caption_eval import load_gt, score_parts
-from dataloaders.data_dataloaders import DATALOADER_DICT
+from checkpoints import (MODEL_FILE, TrainingState, check_outputs_free, first_epoch, load_resume,
+                         prepare_output_dir, resume, save_epoch)
+from dataloaders.data_dataloaders import DATALOADER_DICT, log_skipped
 from engine import caption_cross_entropy, generate_captions, prep_optimizer, train_one_epoch
 from errors import run_cli
 from modules.build import build_model, build_tokenizer, freeze_clip
 from params import parse_args
-from util import get_logger, init_distributed_mode, resolve_precision, save_atomic, set_seed, wrap_ddp
+from util import (get_logger, init_distributed_mode, log_to_file, resolve_precision, save_atomic, set_seed,
+                  wrap_ddp)
 
 logger = logging.getLogger("clip4idc")
 
@@ -49,8 +52,11 @@ def evaluate(model, loader, gts, tokenizer, device, args, tag, draw: bool = Fals
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args("caption", argv)
     device = init_distributed_mode(args)
-    os.makedirs(args.output_dir, exist_ok=True)
-    get_logger(os.path.join(args.output_dir, "log.txt") if args.rank == 0 else None)
+    prepare_output_dir(args.output_dir)
+    resumed = load_resume(args.resume_model) if args.resume_model else None
+    if args.do_train:
+        check_outputs_free(args.output_dir, first_epoch(resumed), args.epochs, args.overwrite)
+    get_logger()
     set_seed(args.seed)  # the original seeded CLEVR only; Spot is seeded too here
     args.precision = resolve_precision(args.precision, device)
     logger.info("Effective parameters: %s", json.dumps(vars(args), sort_keys=True))
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     test_loader, test_length = DATALOADER_DICT[args.datatype]["test"](args, tokenizer, "caption")
     test_gts = load_gt(os.path.join(args.gt_dir, f"{args.datatype}_total_change_captions_reformat.json"))
     summary: dict = {"epochs": []}
+    loaders = [test_loader]
 
     if args.do_train:
         if args.select_on == "val":
@@ -70,44 +77,55 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             select_loader, select_gts = test_loader, test_gts
         train_loader, train_length, sampler = DATALOADER_DICT[args.datatype]["train"](args, tokenizer, "caption")
+        loaders += [train_loader, select_loader]
         t_total = (len(train_loader) + args.gradient_accumulation_steps - 1) / args.gradient_accumulation_steps * args.epochs
         optimizer = prep_optimizer(model, "caption", args.lr, args.coef_lr, args.warmup_proportion, t_total,
                                    args.weight_decay)
-        ddp_model = wrap_ddp(model, args)
         logger.info("***** Running training ***** examples %d, batch %d, steps %d", train_length, args.batch_size,
                     t_total * args.gradient_accumulation_steps)
-        best, best_file, global_step, since_best = 0.00001, None, 0, 0
-        for epoch in range(args.epochs):
+        state = TrainingState(selection={"best": 0.00001, "best_file": None, "since_best": 0})
+        if resumed is not None:
+            state = resume(args.resume_model, resumed, model, optimizer, train_loader.generator)
+        ddp_model = wrap_ddp(model, args)
+        if args.rank == 0:
+            log_to_file(os.path.join(args.output_dir, "log.txt"))
+        for epoch in range(state.next_epoch, args.epochs):
             if sampler is not None:
                 sampler.set_epoch(epoch)
-            loss, global_step = train_one_epoch(ddp_model, train_loader, optimizer, device, args, epoch, global_step)
+            loss, state.global_step = train_one_epoch(ddp_model, train_loader, optimizer, device, args, epoch,
+                                                      state.global_step)
             stop = [False]
             if args.rank == 0:
                 logger.info("Epoch %d/%s Finished, Train Loss: %f", epoch + 1, args.epochs, loss)
-                path = os.path.join(args.output_dir, f"pytorch_model.bin.{epoch}")
+                path = os.path.join(args.output_dir, MODEL_FILE.format(epoch))
                 save_atomic(model.state_dict(), path)
                 logger.info("Model saved to %s", path)
                 scores = evaluate(model, select_loader, select_gts, tokenizer, device, args, epoch)
-                summary["epochs"].append({"epoch": epoch, "train_loss": loss, args.select_on: scores})
-                since_best += 1
-                if best <= scores["total"]["CIDEr"]:
-                    best, best_file, since_best = scores["total"]["CIDEr"], path, 0
-                logger.info("The best model is: %s, the CIDEr is: %.4f", best_file, best)
-                stop = [since_best > args.early_stop]
+                state.epochs.append({"epoch": epoch, "train_loss": loss, args.select_on: scores})
+                selection = state.selection
+                selection["since_best"] += 1
+                if selection["best"] <= scores["total"]["CIDEr"]:
+                    selection.update(best=scores["total"]["CIDEr"], best_file=path, since_best=0)
+                logger.info("The best model is: %s, the CIDEr is: %.4f", selection["best_file"], selection["best"])
+                save_epoch(args.output_dir, epoch, optimizer, loss, state, train_loader.generator)
+                stop = [selection["since_best"] > args.early_stop]
             if args.world_size > 1:  # every rank must leave the loop together
                 dist.broadcast_object_list(stop, src=0)
             if stop[0]:
                 break
-        summary["best_model"] = best_file
-        if args.rank == 0 and args.select_on == "val" and best_file is not None:
-            model.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
+        summary["epochs"], summary["best_model"] = state.epochs, state.selection["best_file"]
+        if args.rank == 0 and args.select_on == "val" and summary["best_model"] is not None:
+            model.load_state_dict(torch.load(summary["best_model"], map_location=device, weights_only=True))
     if args.rank == 0:
+        log_to_file(os.path.join(args.output_dir, "log.txt"))
         logger.info("Test split (%d pairs):", test_length)
         summary["test"] = evaluate(model, test_loader, test_gts, tokenizer, device, args,
                                    "test" if args.do_train else "eval", draw=True)
         summary["token_ce"] = caption_cross_entropy(model, test_loader, device, args.datatype)
         logger.info("teacher-forced token cross-entropy of the test change captions: %.4f", summary["token_ce"])
         save_atomic(summary, os.path.join(args.output_dir, "results.json"))
+    if args.skip_corrupt:
+        log_skipped(list({id(loader.dataset): loader for loader in loaders}.values()))
     return summary
 
 

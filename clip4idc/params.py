@@ -31,7 +31,9 @@ def get_args_parser(task_type: str) -> argparse.ArgumentParser:
     parser.add_argument("--decoder_model", type=str, default="decoder-base",
                         help="folder in modules/ (or any folder) holding decoder_config.json")
     parser.add_argument("--init_model", type=str, default=None, help="checkpoint to start from (stage 2: stage-1 output)")
-    parser.add_argument("--resume_model", type=str, default=None, help="unused: the original never writes such a file")
+    parser.add_argument("--resume_model", type=str, default=None,
+                        help="continue training from <output_dir>/pytorch_opt.bin.<epoch> (optimizer, epoch; the model "
+                             "from the pytorch_model.bin.<epoch> beside it) at the next epoch")
     parser.add_argument("--do_lower_case", action="store_true", help="unused (CLIP BPE always lower-cases)")
     parser.add_argument("--warmup_proportion", type=float, default=0.1, help="fraction of steps for linear warm-up")
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1,
@@ -85,6 +87,11 @@ def get_args_parser(task_type: str) -> argparse.ArgumentParser:
                       help="split for model selection (the original used test)")
     ours.add_argument("--weight_decay", type=float, default=None,
                       help="BertAdam weight decay; default the original's hard-coded 0.2 (retrieval) / 0.01 (caption)")
+    ours.add_argument("--skip_corrupt", action="store_true",
+                      help="leave out pairs with an unreadable image (each logged, and the count at the end) instead "
+                           "of stopping; every image of a split is decoded once up front")
+    ours.add_argument("--overwrite", action="store_true",
+                      help="replace checkpoints an earlier run left in --output_dir (refused otherwise)")
     ours.add_argument("--save_vis", type=str, default=None, help="caption: write before|after|captions figures here")
     ours.add_argument("--vis_num", type=int, default=8, help="pairs drawn by --save_vis")
     if task_type == "caption":
@@ -106,5 +113,7 @@ def parse_args(task_type: str, argv: list[str] | None = None) -> argparse.Namesp
         parser.error(f"--datatype must be clevr or spot, got {args.datatype!r}")
     if not -1 <= args.freeze_layer_num <= 12:
         parser.error(f"--freeze_layer_num must be in -1..12, got {args.freeze_layer_num}")
+    if args.resume_model and not args.do_train:
+        parser.error("--resume_model continues training: pass --do_train")
     args.batch_size = int(args.batch_size / args.gradient_accumulation_steps)
     return args

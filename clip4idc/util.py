@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import logging.handlers
 import os
 import random
 import sys
@@ -13,22 +14,37 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+logger = logging.getLogger(__name__)
 
-def get_logger(filename: str | None = None) -> logging.Logger:
-    """Root logger to stderr and (rank 0) to ``filename`` (the original's log.txt)."""
+
+FORMAT = logging.Formatter("%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S")
+
+
+def get_logger() -> logging.Logger:
+    """Root logger to stderr; records are also kept until ``log_to_file`` writes them to the run's log.txt."""
     logger = logging.getLogger()
     logger.setLevel(logging.INFO)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    fmt = logging.Formatter("%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S")
     stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(fmt)
+    stream.setFormatter(FORMAT)
     logger.addHandler(stream)
-    if filename:
-        handler = logging.FileHandler(filename)
-        handler.setFormatter(fmt)
-        logger.addHandler(handler)
+    logger.addHandler(logging.handlers.MemoryHandler(capacity=1 << 20, flushLevel=logging.CRITICAL + 1))
     return logger
+
+
+def log_to_file(filename: str) -> None:
+    """Append the kept records and everything after to ``filename`` (the original's log.txt). Called once the inputs
+    are checked, so that a run stopped by bad input leaves an earlier run's log.txt untouched."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.handlers.MemoryHandler):
+            file_handler = logging.FileHandler(filename)
+            file_handler.setFormatter(FORMAT)
+            handler.setTarget(file_handler)
+            handler.flush()
+            root.removeHandler(handler)
+            root.addHandler(file_handler)
 
 
 def init_distributed_mode(args) -> torch.device:
@@ -75,7 +91,10 @@ def autocast(precision: str, device: torch.device):
 
 
 def save_atomic(obj: Any, path: str) -> None:
-    """torch.save (or json for dicts/lists with ``.json`` paths) to ``path`` via a temporary file and os.replace."""
+    """torch.save (or json for dicts/lists with ``.json`` paths) to ``path`` via a temporary file and os.replace;
+    replacing an existing file is logged (the scripts refuse to replace checkpoints before they start)."""
+    if os.path.exists(path):
+        logger.warning("replacing %s", path)
     tmp = f"{path}.tmp{os.getpid()}"
     if path.endswith(".json"):
         with open(tmp, "w") as f:

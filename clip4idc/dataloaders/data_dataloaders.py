@@ -1,6 +1,7 @@
 """DATALOADER_DICT[datatype][subset](args, tokenizer, task_type) -> (DataLoader, number of samples, sampler)."""
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import torch
@@ -9,11 +10,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from dataloaders.datasets import DATASETS
 from modules.tokenization_clip import ClipTokenizer
 
+logger = logging.getLogger(__name__)
+
 
 def build_dataset(args, tokenizer: ClipTokenizer, subset: str, task_type: str):
     cls = DATASETS[(args.datatype, task_type)]
     return cls(subset, args.data_path, args.features_path, tokenizer, max_words=args.max_words,
-               image_resolution=args.image_resolution, cache_images=args.cache_images)
+               image_resolution=args.image_resolution, cache_images=args.cache_images, skip_corrupt=args.skip_corrupt)
 
 
 def dataloader_train(args, tokenizer: ClipTokenizer, task_type: str, subset: str = "train"):
@@ -31,6 +34,13 @@ def dataloader_test(args, tokenizer: ClipTokenizer, task_type: str, subset: str 
     loader = DataLoader(dataset, batch_size=args.batch_size_val, num_workers=args.num_thread_reader, shuffle=False,
                         drop_last=False)
     return loader, len(dataset)
+
+
+def log_skipped(loaders: list[DataLoader]) -> None:
+    """--skip_corrupt's count at the end of a run: pairs left out of each split for an unreadable image."""
+    counts = {loader.dataset.subset: len(loader.dataset.skipped) for loader in loaders}
+    logger.warning("--skip_corrupt: %d pair(s) with an unreadable image skipped (%s)", sum(counts.values()),
+                   ", ".join(f"{subset} {n}" for subset, n in counts.items()))
 
 
 DATALOADER_DICT = {

@@ -34,9 +34,12 @@ def load_init_model(path: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise CheckpointError(f"--init_model {path} is not a readable state dict: {err}") from err
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"--init_model {path} is not a readable state dict ({reason}); pass a pytorch_model.bin."
+                              "<epoch> written by main_task_retrieval.py or main_task_caption.py") from err
     if not isinstance(state, dict) or not any(k.startswith("clip.") for k in state):
-        raise CheckpointError(f"--init_model {path} holds no 'clip.*' keys: not a CLIP4IDC checkpoint")
+        raise CheckpointError(f"--init_model {path} holds no 'clip.*' keys: not a CLIP4IDC checkpoint; pass a "
+                              "pytorch_model.bin.<epoch> written by main_task_retrieval.py or main_task_caption.py")
     return state
 
 

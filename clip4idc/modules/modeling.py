@@ -8,7 +8,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from modules.module_clip import CLIP, ClipConfig, convert_weights
+from modules.module_clip import CLIP, ClipConfig, convert_weights, full_precision
 from modules.module_decoder import DecoderConfig, DecoderModel
 
 logger = logging.getLogger(__name__)
@@ -72,17 +72,18 @@ class CLIP4IDC(nn.Module):
         self.apply(lambda m: bert_init(m, std))
 
     def get_sequence_output(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pooled text [B, 1, D], token features [B, L, D]) in fp32."""
+        """(pooled text [B, 1, D], token features [B, L, D]) in fp32 (fp64 for an fp64 model)."""
         input_ids = input_ids.view(-1, input_ids.shape[-1])
         pooled, hidden = self.clip.encode_text(input_ids)
-        return pooled.float().view(input_ids.size(0), -1, pooled.size(-1)), hidden.float()
+        return full_precision(pooled).view(input_ids.size(0), -1, pooled.size(-1)), full_precision(hidden)
 
     def get_visual_output(self, bef_image: torch.Tensor, aft_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pooled pair [B, 1, D], visual tokens [B, 2T, D]) in fp32 for images [B, 1, 3, H, W] each."""
+        """(pooled pair [B, 1, D], visual tokens [B, 2T, D]) in fp32 (fp64 for an fp64 model) for images [B, 1, 3, H, W]
+        each."""
         image = torch.cat([bef_image, aft_image], 1)
         b, pair, channel, h, w = image.shape
         pooled, hidden = self.clip.encode_image(image.view(b * pair, channel, h, w), video_frame=pair)
-        return pooled.float().view(b, -1, pooled.size(-1)), hidden.float()
+        return full_precision(pooled).view(b, -1, pooled.size(-1)), full_precision(hidden)
 
     def get_similarity_logits(self, sequence_output: torch.Tensor, visual_output: torch.Tensor) -> torch.Tensor:
         """logit_scale.exp() · cos(text, pair), [N_text, N_pair]; gathered over ranks while training."""
@@ -102,7 +103,8 @@ class CLIP4IDC(nn.Module):
 
     def caption_loss(self, logits: torch.Tensor, output_caption_ids: torch.Tensor) -> torch.Tensor:
         # ignore_index=0 also ignores a genuine "!" (BPE id 0), as the original does.
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), output_caption_ids.reshape(-1), ignore_index=0)
+        return F.cross_entropy(full_precision(logits.reshape(-1, logits.size(-1))), output_caption_ids.reshape(-1),
+                               ignore_index=0)
 
     def forward(self, input_ids: torch.Tensor, bef_image: torch.Tensor, aft_image: torch.Tensor,
                 input_caption_ids: torch.Tensor | None = None, decoder_mask: torch.Tensor | None = None,

@@ -87,11 +87,16 @@ def load_clip_state_dict(path: str) -> dict[str, torch.Tensor]:
     return dict(state_dict)
 
 
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in fp32 when in a narrower float type (the original's ``.float()``); fp32 and fp64 stay as they are."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 class LayerNorm(nn.LayerNorm):
-    """LayerNorm computed in fp32 whatever the input dtype (fp16 weights elsewhere)."""
+    """LayerNorm computed in fp32 (fp64 for fp64 input) whatever the input dtype (fp16 weights elsewhere)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        return super().forward(full_precision(x)).type(x.dtype)
 
 
 class QuickGELU(nn.Module):

@@ -27,6 +27,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer than a few seconds; run with --runslow")
+    config.addinivalue_line("markers", "parity: original-parity and batch-invariance tests (make test-portability)")
 
 
 def pytest_collection_modifyitems(config, items):

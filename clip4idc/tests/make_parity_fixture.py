@@ -13,11 +13,19 @@ imports them with these changes only, none inside the model code:
   ``torch.save`` file (its ``get_config`` falls back to ``torch.load`` when ``torch.jit.load`` refuses it) and the
   decoder sizes of ``DECODER_CONFIG`` written as ``modules/decoder-parity/decoder_config.json``;
 - for the fp32 path the model is cast with ``.float()`` after ``from_pretrained`` (which stores CLIP in fp16) and the
-  state dict is loaded again, strictly; the fp16 outputs are recorded from the model as ``from_pretrained`` left it;
+  state dict is loaded again, strictly; the fp16 outputs and the dtype of every state-dict entry are recorded from the
+  model as ``from_pretrained`` left it;
 - ``prep_optimizer``, ``train_epoch``, ``greedy_decode`` and the freezing block of ``main`` are taken out of the
   scripts with ``ast`` and run as written; ``prep_optimizer``'s DistributedDataParallel wrapper is replaced by a
   module that only holds ``.module`` and records the losses (one CPU process), and training runs in a one-process
   gloo group because the retrieval loss calls ``all_gather`` and ``barrier``.
+
+The same outputs are then recorded a second time in float64 (the machine-independent reference the tests compare
+ours against at 1e-9), from a second copy of the files in which the original's spellings of "full precision" are
+rewritten to float64 and nothing else: ``.float()`` -> ``.double()``, ``torch.float32`` and ``dtype=torch.float``
+-> ``torch.float64`` (its LayerNorm computes in ``torch.float32`` and its feature getters return ``.float()``,
+which would round float64 activations to float32); the model is cast with ``.double()`` instead of ``.float()``.
+The script prints each rewritten line.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ import argparse
 import ast
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -51,10 +60,30 @@ BPE_VOCAB = "modules/bpe_simple_vocab_16e6.txt.gz"
 FREEZE_CASES = (("retrieval", "clevr", 0), ("retrieval", "spot", 2), ("caption", "spot", 0), ("caption", "clevr", 1))
 
 
-def copy_original(repo: Path, workdir: Path) -> None:
+# The original's ways of asking for full (float32) precision, and their float64 spelling.
+FLOAT64_REWRITES = ((re.compile(r"\.float\(\)"), ".double()"), (re.compile(r"torch\.float32\b"), "torch.float64"),
+                    (re.compile(r"dtype=torch\.float\)"), "dtype=torch.float64)"))
+
+
+def in_float64(name: str, text: str) -> str:
+    """``text`` with FLOAT64_REWRITES applied to its code lines; prints each line it changes."""
+    lines = text.splitlines(keepends=True)
+    for number, line in enumerate(lines):
+        new = line
+        for pattern, replacement in FLOAT64_REWRITES:
+            new = pattern.sub(replacement, new)
+        if new != line:
+            print(f"float64 copy, {name}:{number + 1}: {line.strip()}  ->  {new.strip()}")
+            lines[number] = new
+    return "".join(lines)
+
+
+def copy_original(repo: Path, workdir: Path, float64: bool = False) -> None:
     for name in FILES:
         text = subprocess.run(["git", "-C", str(repo), "show", f"{COMMIT}:{name}"], check=True, capture_output=True,
                               text=True).stdout
+        if float64 and name.endswith(".py"):
+            text = in_float64(name, text)
         (workdir / name).parent.mkdir(parents=True, exist_ok=True)
         (workdir / name).write_text(text)
     (workdir / BPE_VOCAB).write_bytes(subprocess.run(["git", "-C", str(repo), "show", f"{COMMIT}:{BPE_VOCAB}"],
@@ -122,12 +151,14 @@ def task_config(task_type: str, clip_path: Path, linear_patch: str = "2d", datat
                               freeze_layer_num=freeze_layer_num)
 
 
-def build(task: str, state: dict[str, torch.Tensor], clip_path: Path, fp32: bool = True, **config) -> nn.Module:
+def build(task: str, state: dict[str, torch.Tensor], clip_path: Path, dtype: torch.dtype | None = torch.float32,
+          **config) -> nn.Module:
+    """The original's model; ``dtype`` None leaves it as ``from_pretrained`` does (CLIP weights stored in fp16)."""
     from modules.modeling import CLIP4IDC
     model = CLIP4IDC.from_pretrained("cross-base", "decoder-parity", state_dict=dict(state),
                                      task_config=task_config(task, clip_path, **config))
-    if fp32:
-        model.float()
+    if dtype is not None:
+        model.to(dtype)
         model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -172,16 +203,13 @@ def greedy(model, inputs, scripts) -> torch.Tensor:
 
 
 @torch.no_grad()
-def retrieval_outputs(state, clip_path, inputs, scripts) -> dict:
-    out = {}
-    for precision in ("fp32", "fp16"):
-        model = build("retrieval", state, clip_path, fp32=precision == "fp32")
-        text, visual, text_tokens, visual_tokens = features(model, inputs)
-        out[f"similarity_{precision}"] = similarity(model, inputs, text, visual)
-        if precision == "fp32":
-            out.update(text_pooled=text, visual_pooled=visual, text_tokens=text_tokens, visual_tokens=visual_tokens)
+def retrieval_outputs(state, clip_path, inputs, scripts, dtype: torch.dtype) -> dict:
+    model = build("retrieval", state, clip_path, dtype)
+    text, visual, text_tokens, visual_tokens = features(model, inputs)
+    out = {"similarity": similarity(model, inputs, text, visual), "text_pooled": text, "visual_pooled": visual,
+           "text_tokens": text_tokens, "visual_tokens": visual_tokens}
     with torch.enable_grad():
-        out.update(train(build("retrieval", state, clip_path), inputs, "retrieval", scripts))
+        out.update(train(build("retrieval", state, clip_path, dtype), inputs, "retrieval", scripts))
     model = out.pop("model")
     text, visual, _, _ = features(model, inputs)
     out["trained_similarity"] = similarity(model, inputs, text, visual)
@@ -189,16 +217,13 @@ def retrieval_outputs(state, clip_path, inputs, scripts) -> dict:
 
 
 @torch.no_grad()
-def caption_outputs(state, clip_path, inputs, scripts) -> dict:
-    out = {}
-    for precision in ("fp32", "fp16"):
-        out[f"logprobs_{precision}"] = caption_logprobs(build("caption", state, clip_path, fp32=precision == "fp32"),
-                                                        inputs)
-    out["greedy"] = greedy(build("caption", state, clip_path), inputs, scripts)
-    out["eval_cross_entropy"] = nn.CrossEntropyLoss(ignore_index=0)(out["logprobs_fp32"].view(-1, VOCAB),
+def caption_outputs(state, clip_path, inputs, scripts, dtype: torch.dtype) -> dict:
+    out = {"logprobs": caption_logprobs(build("caption", state, clip_path, dtype), inputs)}
+    out["greedy"] = greedy(build("caption", state, clip_path, dtype), inputs, scripts)
+    out["eval_cross_entropy"] = nn.CrossEntropyLoss(ignore_index=0)(out["logprobs"].view(-1, VOCAB),
                                                                     inputs["output_caption_ids"].view(-1))
     with torch.enable_grad():
-        out.update(train(build("caption", state, clip_path), inputs, "caption", scripts))
+        out.update(train(build("caption", state, clip_path, dtype), inputs, "caption", scripts))
     model = out.pop("model")
     out["trained_logprobs"] = caption_logprobs(model, inputs)
     out["trained_greedy"] = greedy(model, inputs, scripts)
@@ -213,8 +238,8 @@ def train(model, inputs, task, scripts) -> dict:
     batches = [training_batch(inputs, task)] * TRAIN["steps"]
     torch.manual_seed(TRAIN["seed"])
     mean_loss, _ = scripts[task]["train_epoch"](0, args, wrapped, batches, torch.device("cpu"), 1, optimizer, None, 0)
-    return {"model": wrapped.module.eval(), "train_losses": torch.tensor(wrapped.losses), "train_mean_loss": mean_loss,
-            "trained_logit_scale": wrapped.module.clip.logit_scale.detach().clone()}
+    return {"model": wrapped.module.eval(), "train_losses": torch.tensor(wrapped.losses, dtype=torch.float64),
+            "train_mean_loss": mean_loss, "trained_logit_scale": wrapped.module.clip.logit_scale.detach().clone()}
 
 
 def frozen_names(state, clip_path, scripts_dir: Path) -> dict:
@@ -228,9 +253,20 @@ def frozen_names(state, clip_path, scripts_dir: Path) -> dict:
     return out
 
 
-def patch3d_outputs(state, clip_path, inputs) -> dict:
+@torch.no_grad()
+def fp16_outputs(state, clip_path, inputs) -> dict:
+    """Similarities and log-probs with CLIP stored in fp16 as ``from_pretrained`` leaves it, and each entry's dtype."""
+    retrieval = build("retrieval", clip_only(state), clip_path, dtype=None)
+    caption = build("caption", state, clip_path, dtype=None)
+    text, visual, _, _ = features(retrieval, inputs)
+    return {"similarity": similarity(retrieval, inputs, text, visual), "logprobs": caption_logprobs(caption, inputs),
+            "retrieval_dtypes": {k: v.dtype for k, v in retrieval.state_dict().items()},
+            "caption_dtypes": {k: v.dtype for k, v in caption.state_dict().items()}}
+
+
+def patch3d_outputs(state, clip_path, inputs, dtype: torch.dtype) -> dict:
     """linear_patch 3d from a state without conv2: from_pretrained inflates conv1 into conv2's centre tap."""
-    model = build("retrieval", clip_only(state), clip_path, fp32=False, linear_patch="3d").float()
+    model = build("retrieval", clip_only(state), clip_path, dtype=None, linear_patch="3d").to(dtype)
     with torch.no_grad():
         _, visual, _, visual_tokens = features(model, inputs)
     return {"visual_pooled": visual, "visual_tokens_sum": visual_tokens.sum(-1)}
@@ -254,6 +290,52 @@ def tokenizer_outputs() -> dict:
             "special": [tokenizer.vocab["<|startoftext|>"], tokenizer.vocab["<|endoftext|>"], len(tokenizer.vocab)]}
 
 
+def load_scripts(workdir: Path) -> dict:
+    """The original scripts' functions this fixture runs, from the copy in ``workdir`` (already on sys.path)."""
+    from modules.optimization import BertAdam
+    fake_torch = types.SimpleNamespace(nn=types.SimpleNamespace(parallel=types.SimpleNamespace(
+        DistributedDataParallel=lambda model, **kwargs: LossRecorder(model))))
+    scripts = {}
+    for task in ("retrieval", "caption"):
+        script = workdir / f"main_task_{task}.py"
+        scripts[task] = {
+            **script_functions(script, ("prep_optimizer",), {"BertAdam": BertAdam, "torch": fake_torch}),
+            **script_functions(script, ("train_epoch",), {"torch": torch, "np": np, "time": time,
+                                                          "logger": logging.getLogger("original")})}
+    scripts["greedy_decode"] = script_functions(workdir / "main_task_caption.py", ("greedy_decode",),
+                                                {"torch": torch})["greedy_decode"]
+    return scripts
+
+
+def forget_original(workdir: Path) -> None:
+    """Unimport the copy in ``workdir`` so that the next copy's ``modules`` package is imported afresh."""
+    sys.path.remove(str(workdir))
+    for name in [n for n in sys.modules if n == "modules" or n.startswith("modules.") or n == "metrics"]:
+        del sys.modules[name]
+
+
+def record(repo: Path, dtype: torch.dtype, state: dict[str, torch.Tensor], inputs: dict) -> dict:
+    """Everything the original computes at ``dtype`` (float32: the commit as is; float64: FLOAT64_REWRITES)."""
+    workdir = Path(tempfile.mkdtemp())
+    try:
+        copy_original(repo, workdir, float64=dtype == torch.float64)
+        scripts = load_scripts(workdir)
+        clip_path = workdir / "clip_parity.pt"
+        torch.save({k[len("clip."):]: v for k, v in clip_only(state).items()}, clip_path)
+        out = {"retrieval": retrieval_outputs(clip_only(state), clip_path, inputs, scripts, dtype),
+               "caption": caption_outputs(state, clip_path, inputs, scripts, dtype),
+               "patch3d": patch3d_outputs(state, clip_path, inputs, dtype)}
+        if dtype == torch.float32:
+            out.update(retrieval_keys=list(build("retrieval", clip_only(state), clip_path).state_dict()),
+                       caption_keys=list(state), fp16=fp16_outputs(state, clip_path, inputs),
+                       frozen=frozen_names(state, clip_path, workdir), metrics=metric_outputs(),
+                       tokenizer=tokenizer_outputs())
+        return out
+    finally:
+        forget_original(workdir)
+        shutil.rmtree(workdir)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--original", required=True, type=Path, help="git checkout of sushizixin/CLIP4IDC")
@@ -261,40 +343,24 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.ERROR)
-    workdir = Path(tempfile.mkdtemp())
+    scratch = Path(tempfile.mkdtemp())
     try:
-        copy_original(args.original, workdir)
-        from modules.optimization import BertAdam
-        fake_torch = types.SimpleNamespace(nn=types.SimpleNamespace(parallel=types.SimpleNamespace(
-            DistributedDataParallel=lambda model, **kwargs: LossRecorder(model))))
-        scripts = {}
-        for task in ("retrieval", "caption"):
-            script = workdir / f"main_task_{task}.py"
-            scripts[task] = {
-                **script_functions(script, ("prep_optimizer",), {"BertAdam": BertAdam, "torch": fake_torch}),
-                **script_functions(script, ("train_epoch",), {"torch": torch, "np": np, "time": time,
-                                                              "logger": logging.getLogger("original")})}
-        scripts["greedy_decode"] = script_functions(workdir / "main_task_caption.py", ("greedy_decode",),
-                                                    {"torch": torch})["greedy_decode"]
+        copy_original(args.original, scratch)
         state = deterministic_state_dict(original_state_shapes())
-        clip_path = workdir / "clip_parity.pt"
-        torch.save({k[len("clip."):]: v for k, v in clip_only(state).items()}, clip_path)
+        forget_original(scratch)
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
         inputs = parity_inputs()
-        out = {"commit": COMMIT, "retrieval_keys": list(build("retrieval", clip_only(state), clip_path).state_dict()),
-               "caption_keys": list(state),
-               "retrieval": retrieval_outputs(clip_only(state), clip_path, inputs, scripts),
-               "caption": caption_outputs(state, clip_path, inputs, scripts),
-               "frozen": frozen_names(state, clip_path, workdir),
-               "patch3d": patch3d_outputs(state, clip_path, inputs),
-               "metrics": metric_outputs(), "tokenizer": tokenizer_outputs()}
+        float32 = record(args.original, torch.float32, state, inputs)
+        out = {"commit": COMMIT, **{k: float32.pop(k) for k in ("retrieval_keys", "caption_keys", "fp16", "frozen",
+                                                                 "metrics", "tokenizer")},
+               "float32": float32, "float64": record(args.original, torch.float64, state, inputs)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(out, args.out)
         print(f"wrote {args.out}")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-        shutil.rmtree(workdir)
+        shutil.rmtree(scratch)
 
 
 if __name__ == "__main__":

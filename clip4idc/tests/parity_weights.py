@@ -1,6 +1,7 @@
 """Deterministic small weights and inputs shared by the parity test and the script that produced its expected values.
 
-``fixtures/original_outputs.pt`` holds what the original code (sushizixin/CLIP4IDC ca49461, torch 2.14 CPU, float32)
+``fixtures/original_outputs.pt`` holds what the original code (sushizixin/CLIP4IDC ca49461, torch 2.14 CPU; float64,
+float32 and fp16 storage)
 computed on exactly these weights and inputs (``make_parity_fixture.py`` says how it was run).
 
 The visual tower has 7 x 7 patches, so each image has 50 tokens: the original takes the after-image CLS at the
@@ -36,11 +37,18 @@ TIED = {"decoder.embeddings.word_embeddings.weight": "clip.token_embedding.weigh
 RIGHT_MULTIPLIED = ("clip.text_projection", "clip.visual.proj")
 
 
+def normal(shape, generator: torch.Generator) -> torch.Tensor:
+    """Standard normal draws, the same on every CPU: float32 ``randn`` of 16 or more values takes a vectorised path
+    whose values depend on the CPU's instruction set (AVX-512 and ATEN_CPU_CAPABILITY=default differ by 1e-6
+    relative), float64 ``randn`` does not."""
+    return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+
 def _tensor_for(key: str, shape: torch.Size) -> torch.Tensor:
     g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-    noise = torch.randn(shape, generator=g)
+    noise = normal(shape, g)
     if key == "clip.logit_scale":
-        return torch.tensor(math.log(20.0))
+        return torch.tensor(math.log(20.0), dtype=torch.float64)
     if key.endswith("embedding") or key.endswith("embedding.weight"):
         return 0.1 * noise
     if len(shape) >= 2:
@@ -65,9 +73,9 @@ def parity_inputs() -> dict[str, torch.Tensor]:
     """A batch of four pairs in the loaders' shapes: text [4, 1, 12], images [4, 1, 3, 56, 56], caption ids."""
     g = torch.Generator().manual_seed(2024)
     batch = 4
-    bef = torch.randn(batch, 1, 3, 56, 56, generator=g)
+    bef = normal((batch, 1, 3, 56, 56), g).float()
     aft = bef.clone()
-    aft[:, :, :, 16:40, 8:32] = torch.randn(batch, 1, 3, 24, 24, generator=g)  # the "change"
+    aft[:, :, :, 16:40, 8:32] = normal((batch, 1, 3, 24, 24), g).float()  # the "change"
     input_ids = torch.zeros(batch, 1, MAX_WORDS, dtype=torch.long)
     input_mask = torch.zeros_like(input_ids)
     caption_in = torch.zeros_like(input_ids)
@@ -90,7 +98,7 @@ def retrieval_similarities() -> tuple[torch.Tensor, torch.Tensor]:
     padded with -inf where a pair has fewer sentences (2, 3, 1 and 3 of them), no ties."""
     g = torch.Generator().manual_seed(77)
     square = torch.randint(0, 4, (6, 6), generator=g).float()
-    grouped = torch.randn(4, 3, 4, generator=g)
+    grouped = normal((4, 3, 4), g).float()
     for pair, sentences in enumerate((2, 3, 1, 3)):
         grouped[pair, sentences:] = float("-inf")
     return square, grouped

@@ -9,12 +9,11 @@ from modules.modeling import CLIP4IDC
 from modules.module_clip import ClipConfig
 from modules.module_decoder import DecoderConfig
 
-REFERENCE = Path("/work/shared/reference")
-MANIFEST_DIR = REFERENCE if REFERENCE.is_dir() else Path(__file__).parent / "reference"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def manifest(name: str) -> list[tuple[str, str]]:
-    lines = (MANIFEST_DIR / f"clip4idc.{name}.state_dict.tsv").read_text().splitlines()
+    lines = (FIXTURES / f"clip4idc.{name}.state_dict.tsv").read_text().splitlines()
     return [tuple(line.split("\t")) for line in lines if line]
 
 
