@@ -8,6 +8,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CLIP_URL=https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt
 CLIP_SHA256=40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af
 SPOT_ANN=https://raw.githubusercontent.com/harsh19/spot-the-diff/master/data/annotations
+SPOT_REFORMAT_FOLDER=1g8QD6Y3La8cIamE7jeSSlXTw8G3r5Q8o
 
 if ! curl -sfI --max-time 10 https://openaipublic.azureedge.net >/dev/null 2>&1 && \
    ! curl -sfI --max-time 10 https://drive.google.com >/dev/null 2>&1; then
@@ -39,13 +40,33 @@ fi
 for split in train val test; do
   curl -fL -C - -o "$DATA/spot-the-diff/$split.json" "$SPOT_ANN/$split.json"
 done
-"$PY" "$HERE/preprocess/reformat_dataset.py" --data_path "$DATA/spot-the-diff"
+# The authors' reformatted files (Drive folder); when Drive refuses, the same files are built from the raw ones.
+"$PY" -m gdown --folder --continue "$SPOT_REFORMAT_FOLDER" -O "$DATA/spot-the-diff/authors_reformat" \
+  || echo "clip4idc-data: the authors' reformatted Spot-the-Diff files were not fetched; building them from the raw annotations" >&2
+if "$PY" "$HERE/preprocess/reformat_dataset.py" --check "$DATA/spot-the-diff/authors_reformat" 2>/dev/null; then
+  cp "$DATA"/spot-the-diff/authors_reformat/reformat_{train,val,test}.json "$DATA/spot-the-diff/"
+else
+  "$PY" "$HERE/preprocess/reformat_dataset.py" --data_path "$DATA/spot-the-diff"
+fi
 
 # Ground truth for scoring (CLEVR: RobustChangeCaptioning's merge of change + no-change captions)
 "$PY" "$HERE/gt/eval_utils.py" --datatype spot --data_path "$DATA/spot-the-diff" --gt_dir "$DATA/gt"
 "$PY" "$HERE/gt/eval_utils.py" --datatype clevr --data_path "$DATA/clevr_change/data" --gt_dir "$DATA/gt"
 
-# Released weights: stage 1 (pretrained/) and stage 2 (trained/) Drive folders
+# Released weights: stage 1 (pretrained/) and stage 2 (trained/) Drive folders, each file checked against the
+# manifest of its stage (a wrong or partial one is set aside as *.bad)
 "$PY" -m gdown --folder --continue 1qOYVpZy57clJPF6AThsnO0Tfy4zq-gg1 -O "$DATA/ckpts/pretrained"
 "$PY" -m gdown --folder --continue 18UfIvwKt0EE14EbogJycMmANpUJtsZbE -O "$DATA/ckpts/trained"
+BAD=0
+for stage in pretrained:retrieval trained:caption; do
+  for ckpt in "$DATA/ckpts/${stage%%:*}"/pytorch_model.bin*; do
+    [ -e "$ckpt" ] || continue
+    "$PY" "$HERE/../tools/fetch.py" --out "$ckpt" \
+      --check "torch:$HERE/tests/fixtures/clip4idc.${stage##*:}.state_dict.tsv" || BAD=1
+  done
+done
+if [ "$BAD" = 1 ]; then
+  echo "clip4idc-data: a released checkpoint failed its check (set aside as *.bad); if gdown keeps failing (Drive quota), download the folders https://drive.google.com/drive/folders/1qOYVpZy57clJPF6AThsnO0Tfy4zq-gg1 and https://drive.google.com/drive/folders/18UfIvwKt0EE14EbogJycMmANpUJtsZbE in a browser into $DATA/ckpts/{pretrained,trained}/" >&2
+  exit 1
+fi
 echo "clip4idc-data: done ($DATA)"

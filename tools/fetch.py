@@ -14,7 +14,8 @@ Checks after each download: `--size` and `--digest` when given, then the file's 
                             (a `module.` prefix and a wrapping `state_dict`/`model` entry are allowed);
   torchkeys[:MANIFEST.tsv]  the same for the keys only (where the vocabulary size changes a shape per data set).
 A file that fails is moved aside to `OUT.bad` (named in the message) and never used; a file already at OUT that passes
-is kept. Exit 0 on success, 1 when no source gave a good file (one line on stderr says why).
+is kept. With no SOURCE, only the file already at OUT is checked (for files another tool downloaded).
+Exit 0 on success, 1 when no source gave a good file (one line on stderr says why).
 """
 from __future__ import annotations
 
@@ -240,7 +241,8 @@ def fetch(out: Path, sources: list[str], size: int | None = None, digest: str | 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sources", nargs="+", help="URL, onedrive:SHARE_URL or gdrive:FILE_ID, tried in turn")
+    parser.add_argument("sources", nargs="*", help="URL, onedrive:SHARE_URL or gdrive:FILE_ID, tried in turn; "
+                                                   "none: check the file already at --out")
     parser.add_argument("--out", required=True, type=Path, help="where the verified file goes")
     parser.add_argument("--size", type=int, help="expected size in bytes")
     parser.add_argument("--digest", help="expected SHA-256 (or, where only that is published, MD5) hex digest")
@@ -250,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--check {args.check}: the kind must be one of {', '.join(CHECKS)}")
     if fetch(args.out, args.sources, args.size, args.digest, args.check):
         return 0
+    if not args.sources:
+        print(f"fetch: {args.out} is missing or failed its check; delete it and download it again", file=sys.stderr)
+        return 1
     print(f"fetch: no source gave a good {args.out} (tried {len(args.sources)}); see the lines above", file=sys.stderr)
     return 1
 

@@ -102,6 +102,21 @@ def test_gt_writer_and_reformat_match_the_toy_files(toy_root, tmp_path):
                 == json.loads((toy_root / "spot-the-diff" / f"reformat_{split}.json").read_text()))
 
 
+def test_reformat_check_accepts_complete_splits_only(tmp_path):
+    from preprocess.reformat_dataset import SPLIT_IMAGES, check_reformatted
+
+    for split, n in SPLIT_IMAGES.items():
+        entries = [{"img_id": str(i), "sentences": ["the car is gone"]} for i in range(n)]
+        (tmp_path / f"reformat_{split}.json").write_text(json.dumps(entries))
+    check_reformatted(str(tmp_path))
+    (tmp_path / "reformat_val.json").write_text(json.dumps(entries[:-1] + [entries[0]]))  # a repeated image id
+    with pytest.raises(SystemExit, match="reformat_val.json: 1270 entries for 1269 images"):
+        check_reformatted(str(tmp_path))
+    (tmp_path / "reformat_train.json").write_text("<html>quota exceeded")
+    with pytest.raises(SystemExit, match="reformat_train.json: not readable JSON"):
+        check_reformatted(str(tmp_path))
+
+
 def test_scorer_on_real_spot_gt():
     """A reference caption scored against its own image's references beats a caption from another image; CIDEr is
     computed on the hypothesis ids only (2 of 1,270 images)."""

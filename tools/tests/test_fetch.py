@@ -202,3 +202,18 @@ def test_tar_members_checksums_and_keys_only(server, tmp_path):
     Files.files["/dmn.pth"] = other_vocab.getvalue()
     assert not fetch.fetch(tmp_path / "x.pth", [f"{server}/dmn.pth"], structure=f"torch:{manifest}")
     assert fetch.fetch(tmp_path / "y.pth", [f"{server}/dmn.pth"], structure=f"torchkeys:{manifest}")
+
+
+def test_cli_checks_a_file_another_tool_downloaded(tmp_path):
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("w\t2x2\n")
+    torch.save({"w": torch.zeros(2, 2)}, tmp_path / "good.bin")
+    torch.save({"w": torch.zeros(3, 2)}, tmp_path / "bad.bin")
+    check = ["--check", f"torch:{manifest}"]
+    good = subprocess.run([sys.executable, str(TOOLS / "fetch.py"), "--out", str(tmp_path / "good.bin"), *check],
+                          capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0 and "verified" in good.stdout
+    bad = subprocess.run([sys.executable, str(TOOLS / "fetch.py"), "--out", str(tmp_path / "bad.bin"), *check],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "1 of another shape" in bad.stderr and (tmp_path / "bad.bin.bad").exists()
