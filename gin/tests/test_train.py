@@ -1,5 +1,4 @@
 """End to end on the toy data: learning, kill + resume, 2-process gloo DDP with merged predictions, predict.py."""
-import os
 import signal
 import subprocess
 import sys
@@ -16,9 +15,7 @@ from config import load_config, merge_overrides
 from models import build_model
 from util.checkpoint import load_checkpoint, save_checkpoint
 
-from conftest import GIN, NARROW, ROOT, toy_flags
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+from conftest import ENV, GIN, NARROW, toy_flags
 
 
 @pytest.fixture(scope="module")
