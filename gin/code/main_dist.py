@@ -6,6 +6,10 @@
 Every key of configs/cfg.yaml can be overridden (typed, unknown keys rejected). Evaluation only:
 ``--resume=True --only_val=True --only_test=True [--resume_path=...]``. Outputs go under ``tmp_path``:
 txt_logs/UID.txt, ext_logs/UID.txt, tb_logs/UID/, models/UID.pth, predictions/UID/.
+
+The LSTM starts from a new random state on every forward (``--lstm_init=random``, the original's default, kept), so
+two runs of the same evaluation give different boxes and accuracies; ``--lstm_init=zeros`` makes them repeatable and
+gives the boxes predict.py gives (predict.py starts from zeros by default).
 """
 from __future__ import annotations
 
@@ -21,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from config import (DEFAULT_CFG, ConfigError, anchor_ratios_scales, load_config, merge_overrides, parse_argv,
-                    resolve_path, validate, validate_extras)
+from config import (DEFAULT_CFG, ConfigError, anchor_ratios_scales, describe_keys, load_config, merge_overrides,
+                    parse_argv, resolve_path, validate, validate_extras)
 from data import get_dataloader, get_datasets, load_word_vectors
 from engine import evaluate, train_one_epoch
 from errors import CheckpointError, GinError, one_line
@@ -283,6 +287,10 @@ def main_dist(uid: str, overrides: dict[str, str], cfg_file: str | Path = DEFAUL
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        cfg_file = next((a.split("=", 1)[1] for a in argv if a.startswith("--cfg_file=")), DEFAULT_CFG)
+        print(f"{__doc__}\nKeys of {cfg_file} (--key=default):\n{describe_keys(cfg_file)}")
+        return
     try:
         uid, overrides = parse_argv(argv)
         cfg_file = overrides.pop("cfg_file", DEFAULT_CFG)

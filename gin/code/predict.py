@@ -2,8 +2,14 @@
 
     python code/predict.py IMAGE "EXPRESSION" --resume_path=MODEL.pth --out=pred.png [--cfg_file=...] [--key=value ...]
 
-The config (and its width keys) must be those the checkpoint was trained with. The LSTM starts from zeros here
-(``--lstm_init=zeros`` by default) so the same input always gives the same box.
+The config (and its width keys) must be those the checkpoint was trained with; every key of the config can be
+overridden as in main_dist.py (``main_dist.py --help`` lists them).
+
+Unlike main_dist.py, the LSTM starts from zeros here (``--lstm_init=zeros`` by default), so the same input always
+gives the same box. main_dist.py keeps the original's ``--lstm_init=random`` (a new random state on every forward, so
+its boxes move between runs); run it with ``--lstm_init=zeros`` to get the boxes this script gives, or pass
+``--lstm_init=random`` here for the original's behaviour. (This script is not in the original, so it has no original
+default to keep.)
 """
 from __future__ import annotations
 
@@ -50,18 +56,28 @@ def predict(image_path: Path, expression: str, cfg: dict) -> tuple[list[float], 
     return out["pred_boxes"][0].tolist(), float(out["pred_scores"][0])
 
 
+def predict_config(flags: dict[str, str]) -> dict:
+    """The config of ``--cfg_file`` with ``--key=value`` flags applied; the LSTM state defaults to zeros here."""
+    flags = dict(flags)
+    cfg_file = flags.pop("cfg_file", DEFAULT_CFG)
+    cfg = merge_overrides(load_config(cfg_file), {"lstm_init": "zeros", **flags})
+    validate(cfg)
+    validate_extras(cfg)
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print(__doc__)
+        return
     try:
         positional = [a for a in argv if not a.startswith("--")]
         flags = dict(a[2:].partition("=")[::2] for a in argv if a.startswith("--"))
         if len(positional) != 2:
             raise ConfigError('usage: predict.py IMAGE "EXPRESSION" --resume_path=MODEL.pth --out=pred.png [--key=value]')
         out = Path(flags.pop("out", "pred.png"))
-        cfg_file = flags.pop("cfg_file", DEFAULT_CFG)
-        cfg = merge_overrides(load_config(cfg_file), {"lstm_init": "zeros", **flags})
-        validate(cfg)
-        validate_extras(cfg)
+        cfg = predict_config(flags)
         box, score = predict(Path(positional[0]), positional[1], cfg)
     except GinError as exc:
         raise SystemExit(f"error: {one_line(exc)}") from None
