@@ -134,6 +134,7 @@ class Run:
         LOG.info("run %s: arch=%s ds=%s device=%s world_size=%d", uid, cfg["arch"], cfg["ds_to_use"], self.device,
                  self.world_size)
 
+        self.resume_from = self.checkpoint_to_load() if cfg["resume"] else None
         words = load_word_vectors(cfg["word_vectors"], cfg["emb_dim"])
         datasets = get_datasets(cfg, words, resolve_path)
         loader_args = dict(batch_size=cfg["bs"], num_workers=cfg["nw"], world_size=self.world_size, rank=self.rank)
@@ -142,7 +143,11 @@ class Run:
         self.test_dl = get_dataloader(datasets["test"], is_train=False, **loader_args)
 
         ratios, scales = anchor_ratios_scales(cfg)
-        model = build_model(cfg, len(ratios) * len(scales), load_pretrained=True).to(self.device)
+        # A strictly loaded checkpoint replaces every weight: the ImageNet file is then neither needed nor missed.
+        replaced = self.resume_from is not None and cfg["strict_load"]
+        if replaced:
+            LOG.info("backbone weights come from %s (the ImageNet file is not read)", self.resume_from)
+        model = build_model(cfg, len(ratios) * len(scales), load_pretrained=not replaced).to(self.device)
         self.model = model
         self.net = model
         if self.world_size > 1:
@@ -162,21 +167,28 @@ class Run:
         self.history: list[dict[str, float]] = []  # per epoch: epoch, val Acc, train loss
         write_txt_log(self.paths, json.dumps(cfg) + "\n\n" + "  ".join(self.log_keys))
 
-    def resume(self) -> None:
-        """Load tmp_path/models/UID.pth or --resume_path. A missing file is an error when evaluating only or when
-        --resume_path names it (the original silently went on with random weights); training starts from scratch."""
+    def checkpoint_to_load(self) -> Path | None:
+        """tmp_path/models/UID.pth or --resume_path, or None when training starts from scratch. A missing file is an
+        error when evaluating only or when --resume_path names it (the original silently went on with random weights)."""
         explicit = self.cfg["resume_path"] != ""
         path = Path(self.cfg["resume_path"]) if explicit else self.paths.model_file
         evaluating = self.cfg["only_val"] or self.cfg["only_test"]
         if not path.is_file() and not (explicit or evaluating):
             LOG.info("no existing model in %s, starting from scratch", path)
-            return
+            return None
         if not path.is_file():
             raise CheckpointError(f"--resume: checkpoint {path} not found (train UID first, pass "
                                   f"--resume_path=/path/model.pth, or fetch released weights with 'make gin-data')")
         if not self.cfg["load_normally"]:
             LOG.info("--load_normally=False: model weights from %s are not loaded", path)
+            return None
+        return path
+
+    def resume(self) -> None:
+        """Load the checkpoint found by ``checkpoint_to_load`` (model weights and the run's counters)."""
+        if self.resume_from is None:
             return
+        path = self.resume_from
         self.checkpoint = load_checkpoint(path, self.model, strict=self.cfg["strict_load"])
         self.num_it = int(self.checkpoint.get("num_it", 0))
         self.num_epoch = int(self.checkpoint.get("num_epoch", 0))
@@ -269,8 +281,7 @@ def main_dist(uid: str, overrides: dict[str, str], cfg_file: str | Path = DEFAUL
     validate_extras(cfg)
     run = Run(uid, cfg)
     try:
-        if cfg["resume"]:
-            run.resume()
+        run.resume()
         results = {}
         if not (cfg["only_val"] or cfg["only_test"]):
             results["valid"] = run.fit()

@@ -134,6 +134,23 @@ def test_predict_gives_main_dists_boxes_with_the_zero_lstm_state(learned, small_
         assert box == pytest.approx(boxes[row], abs=1e-4)
 
 
+def test_imagenet_warning_only_when_no_checkpoint_replaces_the_backbone(small_toy, tmp_path):
+    """An evaluation run with a full checkpoint does not warn that the ResNet-50 starts random; one without does."""
+    rows = pd.read_csv(small_toy / "csv_dir" / "val.csv").iloc[:2]
+    rows.to_csv(tmp_path / "val.csv", index=False)
+    full_backbone = {**dict(f[2:].split("=", 1) for f in NARROW), "backbone_width": "64", "backbone_layers": "[3,4,6,3]",
+                     "resize_img": "[64,64]", "pretrained_path": str(tmp_path / "absent" / "resnet50.pth")}
+    cfg = merge_overrides(load_config(), full_backbone)
+    save_checkpoint(tmp_path / "full.pth", build_model(cfg, 9, load_pretrained=False), num_epoch=1, best_met=0.0)
+    flags = {**dict(f[2:].split("=", 1) for f in toy_flags(small_toy, tmp_path / "out")), **full_backbone,
+             "ds_info.toy.val_csv_file": str(tmp_path / "val.csv"), "only_val": "True", "lstm_init": "zeros"}
+    main_dist.main_dist("with_ckpt", {**flags, "resume_path": str(tmp_path / "full.pth")})
+    log = (tmp_path / "out" / "ext_logs" / "with_ckpt.txt").read_text()
+    assert "full.pth" in log and "RANDOM" not in log and "ImageNet ResNet-50 weights not found" not in log
+    main_dist.main_dist("no_ckpt", {**flags, "resume": "False"})
+    assert "ImageNet ResNet-50 weights not found" in (tmp_path / "out" / "ext_logs" / "no_ckpt.txt").read_text()
+
+
 def test_help_says_which_lstm_state_each_script_starts_from(capsys):
     import predict
 
