@@ -22,17 +22,16 @@ from PIL import Image, ImageDraw
 
 from config import DEFAULT_CFG, anchor_ratios_scales, load_config, merge_overrides, validate, validate_extras
 from data import load_word_vectors
-from data.loader import FILTERS
-from errors import ConfigError, DataError, GinError, one_line
+from data.loader import FILTERS, open_image
+from errors import ConfigError, DataError, GinError, exit_with
 from models import build_model
 from models.evaluator import Evaluator
-from util.checkpoint import load_checkpoint
+from util.checkpoint import atomic_write_bytes, load_checkpoint
 
 
 def predict(image_path: Path, expression: str, cfg: dict) -> tuple[list[float], float]:
     """(x1, y1, x2, y2) pixel box of the best anchor and its score."""
-    if not image_path.is_file():
-        raise DataError(f"image {image_path} not found")
+    img = open_image(image_path, "")
     if not cfg["resume_path"]:
         raise ConfigError("--resume_path=MODEL.pth is required (a trained GIN/ZSGNet checkpoint)")
     ratios, scales = anchor_ratios_scales(cfg)
@@ -43,7 +42,6 @@ def predict(image_path: Path, expression: str, cfg: dict) -> tuple[list[float], 
     tokens = words.tokens(expression.replace("_", " ").strip())
     if not tokens:
         raise DataError("the expression is empty")
-    img = Image.open(image_path).convert("RGB")
     w, h = img.size
     size = cfg["resize_img"][0]
     pixels = np.asarray(img.resize((size, size), FILTERS[cfg["resize_filter"]]), dtype=np.float32) / 255
@@ -54,6 +52,14 @@ def predict(image_path: Path, expression: str, cfg: dict) -> tuple[list[float], 
     with torch.no_grad():
         out = Evaluator(ratios, scales)(model(batch), batch)
     return out["pred_boxes"][0].tolist(), float(out["pred_scores"][0])
+
+
+def save_png(img: Image.Image, out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, lambda f: img.save(f, format="PNG"))
+    except OSError as exc:
+        raise DataError(f"--out={out}: cannot write the image ({exc.strerror or exc}); choose another --out") from None
 
 
 def predict_config(flags: dict[str, str]) -> dict:
@@ -79,14 +85,13 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(flags.pop("out", "pred.png"))
         cfg = predict_config(flags)
         box, score = predict(Path(positional[0]), positional[1], cfg)
+        img = open_image(Path(positional[0]), "")
+        draw = ImageDraw.Draw(img)
+        draw.rectangle(box, outline=(255, 0, 0), width=max(2, round(min(img.size) / 100)))
+        draw.text((box[0] + 3, box[1] + 2), f"{positional[1]} ({score:.2f})", fill=(255, 0, 0))
+        save_png(img, out)
     except GinError as exc:
-        raise SystemExit(f"error: {one_line(exc)}") from None
-    img = Image.open(positional[0]).convert("RGB")
-    draw = ImageDraw.Draw(img)
-    draw.rectangle(box, outline=(255, 0, 0), width=max(2, round(min(img.size) / 100)))
-    draw.text((box[0] + 3, box[1] + 2), f"{positional[1]} ({score:.2f})", fill=(255, 0, 0))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out)
+        exit_with(exc)
     print(f"box {[round(v, 1) for v in box]} score {score:.3f} -> {out}")
 
 
