@@ -56,7 +56,6 @@ def predict(image_path: Path, expression: str, cfg: dict) -> tuple[list[float], 
 
 def save_png(img: Image.Image, out: Path) -> None:
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out, lambda f: img.save(f, format="PNG"))
     except OSError as exc:
         raise DataError(f"--out={out}: cannot write the image ({exc.strerror or exc}); choose another --out") from None
