@@ -31,7 +31,7 @@ from util.checkpoint import atomic_write_bytes, load_checkpoint
 
 def predict(image_path: Path, expression: str, cfg: dict) -> tuple[list[float], float]:
     """(x1, y1, x2, y2) pixel box of the best anchor and its score."""
-    img = open_image(image_path, "")
+    img = open_image(image_path, "", skippable=False)
     if not cfg["resume_path"]:
         raise ConfigError("--resume_path=MODEL.pth is required (a trained GIN/ZSGNet checkpoint)")
     ratios, scales = anchor_ratios_scales(cfg)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(flags.pop("out", "pred.png"))
         cfg = predict_config(flags)
         box, score = predict(Path(positional[0]), positional[1], cfg)
-        img = open_image(Path(positional[0]), "")
+        img = open_image(Path(positional[0]), "", skippable=False)
         draw = ImageDraw.Draw(img)
         draw.rectangle(box, outline=(255, 0, 0), width=max(2, round(min(img.size) / 100)))
         draw.text((box[0] + 3, box[1] + 2), f"{positional[1]} ({score:.2f})", fill=(255, 0, 0))

@@ -114,8 +114,9 @@ class Annotations:
         return cls(csv_file, kept, set(problems))
 
 
-def open_image(path: Path, where: str) -> Image.Image:
-    """The image as RGB; ``where`` (e.g. "row 3 of val.csv") is named in errors."""
+def open_image(path: Path, where: str, skippable: bool = True) -> Image.Image:
+    """The image as RGB; ``where`` (e.g. " (row 3 of val.csv)") is named in errors, and --skip_corrupt when
+    ``skippable``."""
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
@@ -123,8 +124,9 @@ def open_image(path: Path, where: str) -> Image.Image:
         raise DataError(f"image {path}{where} not found; check img_dir in configs/ds_info.json or run "
                         f"'make gin-data'") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        skip = " or pass --skip_corrupt to skip such samples" if skippable else ""
         raise CorruptSampleError(f"image {path}{where} cannot be decoded ({exc}); replace the file (real data: "
-                                 f"'make gin-data') or pass --skip_corrupt to skip such samples") from None
+                                 f"'make gin-data'){skip}") from None
 
 
 class ImgQuDataset(Dataset):
