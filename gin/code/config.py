@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,26 @@ GIN_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = GIN_DIR.parent
 DEFAULT_CFG = GIN_DIR / "configs" / "cfg.yaml"
 DS_INFO = GIN_DIR / "configs" / "ds_info.json"
+KEY_LINE = re.compile(r"^(\w+):\s*([^#]*?)\s*(?:#\s*(.*))?$")
+CONTINUED_COMMENT = re.compile(r"^\s+#\s*(.*)$")
 
+
+def describe_keys(path: str | Path = DEFAULT_CFG) -> str:
+    """One line per top-level key of a config file: ``--key=default  its comment`` (comments continued on indented
+    comment lines are joined), for ``--help``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found (use configs/cfg.yaml for GIN or configs/zsgnet.yaml)")
+    rows: list[list[str]] = []
+    for line in path.read_text().splitlines():
+        key_line, continued = KEY_LINE.match(line), CONTINUED_COMMENT.match(line)
+        if key_line:
+            key, value, comment = key_line.groups()
+            rows.append([f"--{key}={value}" if value else f"--{key}.<key>=...", comment or ""])
+        elif continued and rows:
+            rows[-1][1] = f"{rows[-1][1]} {continued.group(1)}".strip()
+    width = max(len(flag) for flag, _ in rows)
+    return "\n".join(f"  {flag.ljust(width)}  {comment}".rstrip() for flag, comment in rows)
 
 
 def load_config(path: str | Path = DEFAULT_CFG) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from util.checkpoint import atomic_write_bytes, load_checkpoint
 TOY_OVERRIDES = {
     "ds_to_use": "toy", "word_vectors": "hash", "resize_img": "[128,128]", "backbone_width": "8",
     "backbone_layers": "[1,1,1,1]", "afs_hidden": "32", "afs_out": "32", "fpn_dim": "32", "head_dim": "32",
-    "lstm_dim": "32", "lr": "2e-3", "sched_mode": "max", "nw": "0", "seed": "0", "epochs": "100",
+    "lstm_dim": "32", "lr": "2e-3", "sched_mode": "max", "nw": "0", "seed": "0", "epochs": "100", "resume": "False",
     "max_train_batches": "110",  # shorter epochs, so whole epochs fit the demo's time budget
 }
 

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from errors import DataError
 from util.dist import is_main_process, weighted_mean
 
 LOG = logging.getLogger(__name__)
@@ -29,6 +30,15 @@ class SmoothedDict:
     @property
     def smooth(self) -> dict[str, float]:
         return {k: v / (1 - self.beta ** self.n) for k, v in self.avg.items()}
+
+
+def take_skipped(batch: dict[str, torch.Tensor], loader: DataLoader) -> bool:
+    """Record on the dataset the rows a loader worker skipped as corrupt (--skip_corrupt); False when the batch is
+    left empty."""
+    skipped = batch.pop("skipped", None)
+    if skipped is not None:
+        loader.dataset.skipped_rows.update(skipped.tolist())
+    return bool(batch)
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -51,6 +61,8 @@ def train_one_epoch(model: nn.Module, loss_fn: nn.Module, eval_fn: nn.Module, lo
     for step, batch in enumerate(bar):
         if 0 < max_batches <= step:
             break
+        if not take_skipped(batch, loader):
+            continue
         batch = to_device(batch, device)
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, amp):
@@ -76,6 +88,8 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, eval_fn: nn.Module, loader: D
     count = torch.zeros((), device=device)
     predictions: list[dict] = []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not (is_main_process() and sys.stderr.isatty()), dynamic_ncols=True):
+        if not take_skipped(batch, loader):
+            continue
         batch = to_device(batch, device)
         with autocast(device, amp):
             out = model(batch)
@@ -90,6 +104,9 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, eval_fn: nn.Module, loader: D
             {"id": int(i), "pred_boxes": box, "pred_scores": score}
             for i, box, score in zip(metric["idxs"].tolist(), metric["pred_boxes"].tolist(), metric["pred_scores"].tolist())
         ]
+    if not sums:
+        raise DataError(f"no sample of {getattr(loader.dataset, 'csv_file', 'the split')} could be used (all were "
+                        f"skipped as corrupt); check the data or run 'make gin-data'")
     means = weighted_mean({k: v / count for k, v in sums.items()}, count)
     losses = {k: means[k] for k in loss_fn.loss_keys}
     metrics = {k: means[k] for k in eval_fn.met_keys}

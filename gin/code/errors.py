@@ -1,4 +1,10 @@
 """Errors a user can cause; the entry scripts turn them into one line naming the file/key/flag and the fix."""
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+USAGE_EXIT_CODE = 2  # bad flags, data or files (argparse's code for usage errors)
 
 
 class GinError(Exception):
@@ -7,6 +13,10 @@ class GinError(Exception):
 
 class DataError(GinError):
     """Missing or malformed data files."""
+
+
+class CorruptSampleError(DataError):
+    """One sample's file cannot be decoded (``--skip_corrupt`` skips such samples)."""
 
 
 class CheckpointError(GinError):
@@ -22,3 +32,9 @@ def one_line(exc: GinError) -> str:
     ``errors.DataError: <message>``."""
     last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     return last.split(f"{type(exc).__name__}: ", 1)[-1]
+
+
+def exit_with(exc: GinError) -> NoReturn:
+    """Print ``error: <the line>`` on stderr and exit with code 2 (no traceback)."""
+    print(f"error: {one_line(exc)}", file=sys.stderr)
+    raise SystemExit(USAGE_EXIT_CODE)

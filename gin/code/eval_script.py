@@ -9,7 +9,6 @@ union + 1e-8); accuracy = correct / number of distinct ids in the pickle. When `
 """
 from __future__ import annotations
 
-import ast
 import pickle
 import sys
 from pathlib import Path
@@ -18,7 +17,8 @@ import pandas as pd
 from shared_eval.boxes import paired_box_iou
 
 from config import decode_value, parse_argv
-from errors import DataError, GinError, one_line
+from data.loader import parse_bbox
+from errors import DataError, GinError, exit_with
 from util.checkpoint import atomic_write_bytes
 
 
@@ -30,18 +30,40 @@ def merge_rank_files(pred_file: Path, num_gpus: int) -> None:
         raise DataError(f"per-rank prediction files missing: {', '.join(missing)} (check --num_gpus)")
     merged: list[dict] = []
     for p in parts:
-        with p.open("rb") as f:
-            merged += pickle.load(f)
+        merged += load_predictions(p)
     atomic_write_bytes(pred_file, lambda f: pickle.dump(merged, f))
 
 
 def load_gt_boxes(gt_file: Path) -> list[list[float]]:
     if not gt_file.is_file():
         raise DataError(f"ground-truth CSV {gt_file} not found (run 'make gin-data')")
-    df = pd.read_csv(gt_file)
+    try:
+        df = pd.read_csv(gt_file, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{gt_file} is not a readable CSV ({type(exc).__name__}); pass the split's csv_dir/*.csv") from None
     if "bbox" not in df.columns:
         raise DataError(f"{gt_file} has no 'bbox' column; expected img_id,bbox,query")
-    return [ast.literal_eval(b) for b in df["bbox"]]
+    boxes = [parse_bbox(b) for b in df["bbox"]]
+    bad = [row for row, box in enumerate(boxes) if box is None]
+    if bad:
+        raise DataError(f"{gt_file}: row {bad[0]} has a malformed bbox {df['bbox'][bad[0]]!r}; expected "
+                        f"'[x1, y1, x2, y2]' (re-create the CSVs with 'make gin-data')")
+    return boxes
+
+
+def load_predictions(pred_file: Path) -> list[dict]:
+    """The pickled list of ``{'id', 'pred_boxes', ...}`` dicts main_dist.py writes."""
+    try:
+        with pred_file.open("rb") as f:
+            predictions = pickle.load(f)
+    except Exception as exc:  # noqa: BLE001 - a foreign pickle can raise anything
+        raise DataError(f"predictions file {pred_file} could not be read ({type(exc).__name__}); pass a "
+                        f"predictions/UID/*_preds.pkl written by main_dist.py") from None
+    if not (isinstance(predictions, list)
+            and all(isinstance(p, dict) and {"id", "pred_boxes"} <= set(p) for p in predictions)):
+        raise DataError(f"predictions file {pred_file} is not a list of {{'id', 'pred_boxes'}} dicts; pass a "
+                        f"predictions/UID/*_preds.pkl written by main_dist.py")
+    return predictions
 
 
 def evaluate(pred_file: str | Path, gt_file: str | Path, acc_iou_thresh: float = 0.5, num_gpus: int = 0
@@ -53,8 +75,7 @@ def evaluate(pred_file: str | Path, gt_file: str | Path, acc_iou_thresh: float =
             raise DataError(f"predictions file {pred_file} not found (for DDP runs pass --num_gpus=N to merge "
                             f"0_{pred_file.name} ...)")
         merge_rank_files(pred_file, num_gpus)
-    with pred_file.open("rb") as f:
-        predictions = pickle.load(f)
+    predictions = load_predictions(pred_file)
     gt_boxes = load_gt_boxes(gt_file)
     seen: dict[int, list[float]] = {}
     for p in predictions:
@@ -80,11 +101,12 @@ def main(argv: list[str] | None = None) -> tuple[float, int, int]:
         unknown = set(flags) - {"acc_iou_thresh", "num_gpus"}
         if unknown:
             raise DataError(f"unknown flag(s) {sorted(unknown)}; valid: --acc_iou_thresh, --num_gpus")
-        acc, correct, total = evaluate(positional[0], positional[1],
-                                       float(decode_value(flags.get("acc_iou_thresh", "0.5"))),
-                                       int(decode_value(flags.get("num_gpus", "0"))))
+        threshold, num_gpus = decode_value(flags.get("acc_iou_thresh", "0.5")), decode_value(flags.get("num_gpus", "0"))
+        if not isinstance(threshold, (int, float)) or isinstance(num_gpus, bool) or not isinstance(num_gpus, int):
+            raise DataError(f"--acc_iou_thresh={threshold!r} / --num_gpus={num_gpus!r}: use a number and an integer")
+        acc, correct, total = evaluate(positional[0], positional[1], float(threshold), num_gpus)
     except GinError as exc:
-        raise SystemExit(f"error: {one_line(exc)}") from None
+        exit_with(exc)
     print(f"accuracy {acc:.4f} ({correct}/{total})")
     return acc, correct, total
 

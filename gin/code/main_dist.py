@@ -6,6 +6,10 @@
 Every key of configs/cfg.yaml can be overridden (typed, unknown keys rejected). Evaluation only:
 ``--resume=True --only_val=True --only_test=True [--resume_path=...]``. Outputs go under ``tmp_path``:
 txt_logs/UID.txt, ext_logs/UID.txt, tb_logs/UID/, models/UID.pth, predictions/UID/.
+
+The LSTM starts from a new random state on every forward (``--lstm_init=random``, the original's default, kept), so
+two runs of the same evaluation give different boxes and accuracies; ``--lstm_init=zeros`` makes them repeatable and
+gives the boxes predict.py gives (predict.py starts from zeros by default).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import json
 import logging
 import random
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from config import (DEFAULT_CFG, ConfigError, anchor_ratios_scales, load_config, merge_overrides, parse_argv,
-                    resolve_path, validate, validate_extras)
-from data import get_dataloader, get_datasets, load_word_vectors
+from config import (DEFAULT_CFG, ConfigError, anchor_ratios_scales, describe_keys, load_config, merge_overrides,
+                    parse_argv, resolve_path, validate, validate_extras)
+from data import get_dataloader, get_datasets, load_word_vectors, read_splits
 from engine import evaluate, train_one_epoch
-from errors import CheckpointError, GinError, one_line
+from errors import CheckpointError, GinError, exit_with
 from models import build_model
 from models.evaluator import Evaluator
 from models.loss import ZSGLoss
-from util.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from util.checkpoint import atomic_write_bytes, load_model_state, read_checkpoint, save_checkpoint
 from util.dist import barrier, cleanup, get_rank, init_distributed, is_main_process
 
 LOG = logging.getLogger("gin")
@@ -62,8 +67,19 @@ class RunPaths:
         return self.root / "predictions" / self.uid
 
     def create(self) -> None:
+        """Create the output folders and check that each takes a file, before any input is read."""
         for d in (self.txt_log.parent, self.ext_log.parent, self.tb_dir, self.model_file.parent, self.predictions_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=d):
+                    pass
+            except OSError as exc:
+                raise ConfigError(f"--tmp_path={self.root}: cannot write into {d} ({exc.strerror or exc}); choose "
+                                  f"another --tmp_path or move what is in the way") from None
+        for f in (self.txt_log, self.ext_log, self.model_file):
+            if f.is_dir():
+                raise ConfigError(f"--tmp_path={self.root}: {f} is a folder, but this run writes a file there; "
+                                  f"choose another --tmp_path or UID")
 
 
 def setup_logging(paths: RunPaths) -> None:
@@ -130,15 +146,22 @@ class Run:
         LOG.info("run %s: arch=%s ds=%s device=%s world_size=%d", uid, cfg["arch"], cfg["ds_to_use"], self.device,
                  self.world_size)
 
+        self.resume_from = self.checkpoint_to_load() if cfg["resume"] else None
+        self.checkpoint = read_checkpoint(self.resume_from) if self.resume_from is not None else None
+        splits = read_splits(cfg, resolve_path)
         words = load_word_vectors(cfg["word_vectors"], cfg["emb_dim"])
-        datasets = get_datasets(cfg, words, resolve_path)
+        self.datasets = datasets = get_datasets(cfg, splits, words, resolve_path)
         loader_args = dict(batch_size=cfg["bs"], num_workers=cfg["nw"], world_size=self.world_size, rank=self.rank)
         self.train_dl = get_dataloader(datasets["train"], is_train=True, **loader_args)
         self.valid_dl = get_dataloader(datasets["valid"], is_train=False, **loader_args)
         self.test_dl = get_dataloader(datasets["test"], is_train=False, **loader_args)
 
         ratios, scales = anchor_ratios_scales(cfg)
-        model = build_model(cfg, len(ratios) * len(scales), load_pretrained=True).to(self.device)
+        # A strictly loaded checkpoint replaces every weight: the ImageNet file is then neither needed nor missed.
+        replaced = self.resume_from is not None and cfg["strict_load"]
+        if replaced:
+            LOG.info("backbone weights come from %s (the ImageNet file is not read)", self.resume_from)
+        model = build_model(cfg, len(ratios) * len(scales), load_pretrained=not replaced).to(self.device)
         self.model = model
         self.net = model
         if self.world_size > 1:
@@ -154,26 +177,32 @@ class Run:
                                       for p in ("trn", "val")]
         self.num_it = self.num_epoch = 0
         self.best_met = 0.0
-        self.checkpoint: dict[str, Any] | None = None
         self.history: list[dict[str, float]] = []  # per epoch: epoch, val Acc, train loss
         write_txt_log(self.paths, json.dumps(cfg) + "\n\n" + "  ".join(self.log_keys))
 
-    def resume(self) -> None:
-        """Load tmp_path/models/UID.pth or --resume_path. A missing file is an error when evaluating only or when
-        --resume_path names it (the original silently went on with random weights); training starts from scratch."""
+    def checkpoint_to_load(self) -> Path | None:
+        """tmp_path/models/UID.pth or --resume_path, or None when training starts from scratch. A missing file is an
+        error when evaluating only or when --resume_path names it (the original silently went on with random weights)."""
         explicit = self.cfg["resume_path"] != ""
         path = Path(self.cfg["resume_path"]) if explicit else self.paths.model_file
         evaluating = self.cfg["only_val"] or self.cfg["only_test"]
         if not path.is_file() and not (explicit or evaluating):
             LOG.info("no existing model in %s, starting from scratch", path)
-            return
+            return None
         if not path.is_file():
             raise CheckpointError(f"--resume: checkpoint {path} not found (train UID first, pass "
                                   f"--resume_path=/path/model.pth, or fetch released weights with 'make gin-data')")
         if not self.cfg["load_normally"]:
             LOG.info("--load_normally=False: model weights from %s are not loaded", path)
+            return None
+        return path
+
+    def resume(self) -> None:
+        """Load the checkpoint found by ``checkpoint_to_load`` (model weights and the run's counters)."""
+        if self.checkpoint is None:
             return
-        self.checkpoint = load_checkpoint(path, self.model, strict=self.cfg["strict_load"])
+        path = self.resume_from
+        load_model_state(self.model, self.checkpoint, path, strict=self.cfg["strict_load"])
         self.num_it = int(self.checkpoint.get("num_it", 0))
         self.num_epoch = int(self.checkpoint.get("num_epoch", 0))
         self.best_met = float(self.checkpoint.get("best_met", 0.0))
@@ -245,6 +274,18 @@ class Run:
             writer.close()
         return val_met
 
+    def report_skipped(self) -> None:
+        """--skip_corrupt: the count of samples left out, per split and in all (each was logged when skipped)."""
+        total = 0
+        for split, dataset in self.datasets.items():
+            if dataset.skipped_rows:
+                total += len(dataset.skipped_rows)
+                rows = sorted(dataset.skipped_rows)
+                LOG.warning("--skip_corrupt: %s: %d corrupt sample(s) of %s skipped, rows %s%s", split, len(rows),
+                            dataset.csv_file, rows[:20], " ..." if len(rows) > 20 else "")
+        LOG.warning("--skip_corrupt: %d corrupt sample(s) skipped in all (left out of training and of the metrics)",
+                    total)
+
     def testing(self, loader, name: str) -> dict[str, float]:
         """Evaluate one split; log it and write predictions/UID/<name>_preds.pkl (dl0 = val, test0 = test)."""
         losses, metrics, preds = evaluate(self.net, self.loss_fn, self.eval_fn, loader, self.device,
@@ -265,8 +306,7 @@ def main_dist(uid: str, overrides: dict[str, str], cfg_file: str | Path = DEFAUL
     validate_extras(cfg)
     run = Run(uid, cfg)
     try:
-        if cfg["resume"]:
-            run.resume()
+        run.resume()
         results = {}
         if not (cfg["only_val"] or cfg["only_test"]):
             results["valid"] = run.fit()
@@ -275,6 +315,8 @@ def main_dist(uid: str, overrides: dict[str, str], cfg_file: str | Path = DEFAUL
                 results["valid"] = run.testing(run.valid_dl, "dl0")
             if cfg["only_test"]:
                 results["test"] = run.testing(run.test_dl, "test0")
+        if cfg["skip_corrupt"]:
+            run.report_skipped()
         barrier()
         return results
     finally:
@@ -283,12 +325,16 @@ def main_dist(uid: str, overrides: dict[str, str], cfg_file: str | Path = DEFAUL
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        cfg_file = next((a.split("=", 1)[1] for a in argv if a.startswith("--cfg_file=")), DEFAULT_CFG)
+        print(f"{__doc__}\nKeys of {cfg_file} (--key=default):\n{describe_keys(cfg_file)}")
+        return
     try:
         uid, overrides = parse_argv(argv)
         cfg_file = overrides.pop("cfg_file", DEFAULT_CFG)
         main_dist(uid, overrides, cfg_file)
     except GinError as exc:
-        raise SystemExit(f"error: {one_line(exc)}") from None
+        exit_with(exc)
 
 
 if __name__ == "__main__":

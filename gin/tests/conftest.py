@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,8 @@ ROOT = GIN.parent
 sys.path.insert(0, str(GIN / "code"))
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(1)
+# Subprocesses of the tests: one thread, the repository importable (toydata, shared_eval).
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 # Narrow widths used by every toy run (the original's widths stay the config defaults).
 NARROW = ["--resize_img=[128,128]", "--backbone_width=8", "--backbone_layers=[1,1,1,1]", "--afs_hidden=32",
@@ -21,6 +24,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long test (minutes); skipped unless --runslow")
+    config.addinivalue_line("markers", "parity: batch-invariance and repeatability checks (rerun by make test-portability)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -127,7 +127,8 @@ def test_eval_script_merges_rank_files(tmp_path):
 def test_eval_script_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         eval_script.main([str(tmp_path / "none.pkl"), str(tmp_path / "gt.csv")])
-    assert "none.pkl" in str(exc.value) and "\n" not in str(exc.value)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "none.pkl" in err and err.count("\n") == 1
 
 
 def test_box_iou_matches_numpy_on_random_boxes():

@@ -71,31 +71,33 @@ def test_toy_csv_loads_through_the_referit_loader(small_toy):
     assert isinstance(lists.data["query"].iloc[0], list) and lists.phrase(0) in lists.data["query"].iloc[0]
 
 
-def run_main(args):
+def run_main(args, capsys):
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         main_dist.main(args)
-    message = str(exc.value)
-    assert message.startswith("error: ") and "\n" not in message
-    return message
+    assert exc.value.code == 2
+    message = capsys.readouterr().err
+    assert message.startswith("error: ") and message.count("\n") == 1
+    return message.strip()
 
 
-def test_bad_inputs_give_one_clear_line(small_toy, tmp_path):
+def test_bad_inputs_give_one_clear_line(small_toy, tmp_path, capsys):
     flags = toy_flags(small_toy, tmp_path / "out")
-    assert "--no_such_key" in run_main(["u", *flags, "--no_such_key=1"])
-    assert "valid keys" in run_main(["u", *flags, "--no_such_key=1"])
-    assert "multiple of 32" in run_main(["u", *flags, "--resize_img=[300,300]"])
-    assert "--bs" in run_main(["u", *flags, "--bs=abc"])
-    message = run_main(["u", *flags, "--only_val=True", "--epochs=1"])
+    assert "--no_such_key" in run_main(["u", *flags, "--no_such_key=1"], capsys)
+    assert "valid keys" in run_main(["u", *flags, "--no_such_key=1"], capsys)
+    assert "multiple of 32" in run_main(["u", *flags, "--resize_img=[300,300]"], capsys)
+    assert "--bs" in run_main(["u", *flags, "--bs=abc"], capsys)
+    message = run_main(["u", *flags, "--only_val=True", "--epochs=1"], capsys)
     assert "checkpoint" in message and "u.pth" in message
-    assert "missing.pth" in run_main(["u", *flags, "--resume_path=/nowhere/missing.pth", "--only_test=True"])
+    assert "missing.pth" in run_main(["u", *flags, "--resume_path=/nowhere/missing.pth", "--only_test=True"], capsys)
     bad = tmp_path / "bad"
     (bad / "csv_dir").mkdir(parents=True)
     rows = pd.read_csv(small_toy / "csv_dir" / "val.csv")
     rows.loc[1, "bbox"] = "[1, 2, 3"
     rows.to_csv(bad / "csv_dir" / "val.csv", index=False)
-    message = run_main(["u", *flags, f"--ds_info.toy.val_csv_file={bad}/csv_dir/val.csv"])
+    message = run_main(["u", *flags, f"--ds_info.toy.val_csv_file={bad}/csv_dir/val.csv"], capsys)
     assert "row 1" in message and "bbox" in message
-    message = run_main(["u", *flags, f"--ds_info.toy.img_dir={bad}", "--epochs=1"])
+    message = run_main(["u", *flags, f"--ds_info.toy.img_dir={bad}", "--epochs=1"], capsys)
     assert "not found" in message and str(bad) in message
 
 
@@ -109,7 +111,7 @@ def test_typed_merge_rules():
         merge_overrides(cfg, {"use_multi": "1"})
 
 
-def test_error_from_a_loader_worker_is_still_one_line(small_toy, tmp_path):
+def test_error_from_a_loader_worker_is_still_one_line(small_toy, tmp_path, capsys):
     flags = toy_flags(small_toy, tmp_path / "out") + [f"--ds_info.toy.img_dir={tmp_path}", "--nw=1", "--epochs=1"]
-    message = run_main(["u", *flags])
+    message = run_main(["u", *flags], capsys)
     assert message.startswith("error: image ") and "not found" in message

@@ -1,5 +1,4 @@
 """End to end on the toy data: learning, kill + resume, 2-process gloo DDP with merged predictions, predict.py."""
-import os
 import signal
 import subprocess
 import sys
@@ -16,9 +15,7 @@ from config import load_config, merge_overrides
 from models import build_model
 from util.checkpoint import load_checkpoint, save_checkpoint
 
-from conftest import GIN, NARROW, ROOT, toy_flags
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+from conftest import ENV, GIN, NARROW, toy_flags
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +112,54 @@ def test_predict_writes_png(learned, small_toy, tmp_path):
     from PIL import Image
 
     assert Image.open(out).size == Image.open(image).size
+
+
+def test_predict_gives_main_dists_boxes_with_the_zero_lstm_state(learned, small_toy):
+    """predict.py (zeros by default) and an evaluation run with --lstm_init=zeros give the same box for a row."""
+    import pickle
+
+    import predict
+
+    flags = learned["flags"] + ["--only_val=True", f"--resume_path={learned['tmp'] / 'models' / 'learn.pth'}"]
+    main_dist.main_dist("agree", dict(f[2:].split("=", 1) for f in flags))
+    with (learned["tmp"] / "predictions" / "agree" / "dl0_preds.pkl").open("rb") as f:
+        boxes = {p["id"]: p["pred_boxes"] for p in pickle.load(f)}
+    rows = pd.read_csv(learned["csv"])
+    cfg = predict.predict_config({**dict(f[2:].split("=", 1) for f in NARROW),
+                                  "resume_path": str(learned["tmp"] / "models" / "learn.pth")})
+    for row in range(3):
+        image = small_toy / "saiapr_tc12_images" / rows["img_id"][row]
+        box, _ = predict.predict(image, rows["query"][row], cfg)
+        # Batch 1 here, batch 4 there: float32 batch gaps measured <= 6.4e-6 px (test_batch_invariance.py).
+        assert box == pytest.approx(boxes[row], abs=1e-4)
+
+
+def test_imagenet_warning_only_when_no_checkpoint_replaces_the_backbone(small_toy, tmp_path):
+    """An evaluation run with a full checkpoint does not warn that the ResNet-50 starts random; one without does."""
+    rows = pd.read_csv(small_toy / "csv_dir" / "val.csv").iloc[:2]
+    rows.to_csv(tmp_path / "val.csv", index=False)
+    full_backbone = {**dict(f[2:].split("=", 1) for f in NARROW), "backbone_width": "64", "backbone_layers": "[3,4,6,3]",
+                     "resize_img": "[64,64]", "pretrained_path": str(tmp_path / "absent" / "resnet50.pth")}
+    cfg = merge_overrides(load_config(), full_backbone)
+    save_checkpoint(tmp_path / "full.pth", build_model(cfg, 9, load_pretrained=False), num_epoch=1, best_met=0.0)
+    flags = {**dict(f[2:].split("=", 1) for f in toy_flags(small_toy, tmp_path / "out")), **full_backbone,
+             "ds_info.toy.val_csv_file": str(tmp_path / "val.csv"), "only_val": "True", "lstm_init": "zeros"}
+    main_dist.main_dist("with_ckpt", {**flags, "resume_path": str(tmp_path / "full.pth")})
+    log = (tmp_path / "out" / "ext_logs" / "with_ckpt.txt").read_text()
+    assert "full.pth" in log and "RANDOM" not in log and "ImageNet ResNet-50 weights not found" not in log
+    main_dist.main_dist("no_ckpt", {**flags, "resume": "False"})
+    assert "ImageNet ResNet-50 weights not found" in (tmp_path / "out" / "ext_logs" / "no_ckpt.txt").read_text()
+
+
+def test_help_says_which_lstm_state_each_script_starts_from(capsys):
+    import predict
+
+    main_dist.main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "--lstm_init=random" in help_text and "different boxes" in help_text and "--lstm_init=zeros" in help_text
+    assert "--resize_filter=nearest" in help_text  # every key is listed with its default
+    predict.main(["--help"])
+    assert "starts from zeros" in capsys.readouterr().out
 
 
 @pytest.mark.slow

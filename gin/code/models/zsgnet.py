@@ -44,12 +44,13 @@ class ZSGNet(nn.Module):
             self.reg_box = head_subnet(cin, 4, n_anchors, head_dim, head_convs, 0.0)
         self.lstm = nn.LSTM(emb_dim, lstm_dim, bidirectional=bidirectional)
 
-    def initial_state(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (self.n_dirs, batch, self.lstm_dim)
+    def initial_state(self, qvec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, c) for a batch of phrases, on qvec's device and in its dtype."""
+        shape = (self.n_dirs, qvec.shape[0], self.lstm_dim)
         if self.lstm_init == "zeros":
-            return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+            return qvec.new_zeros(shape), qvec.new_zeros(shape)
         # Original behaviour: a fresh torch.randn (h, c) on every forward, drawn on the CPU generator.
-        return torch.randn(shape).to(device), torch.randn(shape).to(device)
+        return torch.randn(shape).to(qvec), torch.randn(shape).to(qvec)
 
     def encode_phrase(self, qvec: torch.Tensor, qlens: torch.Tensor) -> torch.Tensor:
         """B x T x E word vectors -> B x (dirs*L): the padded BiLSTM output at position qlen-1.
@@ -58,7 +59,7 @@ class ZSGNet(nn.Module):
         """
         lens, perm = qlens.long().sort(0, descending=True)
         packed = pack_padded_sequence(qvec[perm].transpose(0, 1), lens.cpu(), batch_first=False)
-        out, _ = self.lstm(packed, self.initial_state(qvec.shape[0], qvec.device))
+        out, _ = self.lstm(packed, self.initial_state(qvec))
         out, _ = pad_packed_sequence(out, batch_first=False, total_length=qvec.shape[1])  # T x B x D
         last = out[lens - 1, torch.arange(out.shape[1], device=out.device)]
         result = torch.empty_like(last)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,25 @@ def strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len(PREFIX):] if k.startswith(PREFIX) else k: v for k, v in state.items()}
 
 
-def load_checkpoint(path: Path, model: nn.Module, strict: bool = True) -> dict[str, Any]:
-    """Load ``model_state_dict`` (bare or ``module.`` keys) into ``model``; returns the whole checkpoint dict."""
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint dict at ``path``, checked to be a GIN/ZSGNet trainer checkpoint (has ``model_state_dict``)."""
+    fix = "pass --resume_path=a models/UID.pth written by gin's main_dist.py or the released GIN/ZSGNet weights"
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found (train first, pass --resume_path=..., or fetch the "
                               f"released weights with 'make gin-data')")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise CheckpointError(f"checkpoint {path} could not be read ({exc}); it may be truncated") from None
-    if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
-        raise CheckpointError(f"checkpoint {path} has no 'model_state_dict' (not a ZSGNet/GIN trainer checkpoint)")
+    except Exception as exc:  # noqa: BLE001 - a foreign pickle can raise anything (missing modules, bad opcodes)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"checkpoint {path} could not be read ({type(exc).__name__}: {reason[:120]}); it is "
+                              f"truncated or not a PyTorch checkpoint: {fix}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model_state_dict"), dict):
+        raise CheckpointError(f"checkpoint {path} has no 'model_state_dict' (not a ZSGNet/GIN trainer checkpoint): {fix}")
+    return ckpt
+
+
+def load_model_state(model: nn.Module, ckpt: dict[str, Any], path: Path, strict: bool = True) -> None:
+    """Load ``ckpt['model_state_dict']`` (bare or ``module.`` keys) into ``model``; ``path`` names it in errors."""
     state = strip_prefix(ckpt["model_state_dict"])
     own = model.state_dict()
     bad = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
@@ -56,4 +63,10 @@ def load_checkpoint(path: Path, model: nn.Module, strict: bool = True) -> dict[s
     if strict and (missing or unexpected):
         raise CheckpointError(f"checkpoint {path} does not match the model: missing {missing[:3]}, unexpected "
                               f"{unexpected[:3]} (check --arch/--cfg_file, or --strict_load=False)")
+
+
+def load_checkpoint(path: Path, model: nn.Module, strict: bool = True) -> dict[str, Any]:
+    """Read the checkpoint at ``path`` into ``model``; returns the whole checkpoint dict."""
+    ckpt = read_checkpoint(path)
+    load_model_state(model, ckpt, path, strict)
     return ckpt
