@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = harness.settings_from(args, train_steps=3 if args.tiny else 10, infer_iters=1 if args.tiny else 3,
-                                     budget_s=70)
+                                     budget_s=55)
     clip_cfg = TINY_CLIP if args.tiny else ClipConfig()
     decoder = "decoder-tiny" if args.tiny else "decoder-base"
     intra_layers = 2 if args.tiny else 9

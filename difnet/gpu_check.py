@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = harness.settings_from(args, train_steps=3 if args.tiny else 10, infer_iters=1 if args.tiny else 5,
-                                     budget_s=60)
+                                     budget_s=50)
     cfg = ModelConfig(mode="difnet_lrp", **(TINY if args.tiny else {}))
     train_batch, infer_batch = (8, 8) if args.tiny else (50, 50)
     grid, seg, tokens = inputs(train_batch, 16, cfg.vocab_size, settings.device)

@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = harness.settings_from(args, train_steps=3 if args.tiny else 10, infer_iters=1 if args.tiny else 5,
-                                     budget_s=60)
+                                     budget_s=50)
     cfg = TransformerConfig(**(TINY if args.tiny else {}))
     boxes = 10 if args.tiny else 50
     (xe_images, scst_images, infer_images) = (2, 2, 4) if args.tiny else (15, 9, 50)

@@ -103,6 +103,7 @@ def settings_from(args: argparse.Namespace, *, train_steps: int, infer_iters: in
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check: --device cuda but torch sees no CUDA device; use --device cpu")
     device = torch.device(args.device)
+    torch.manual_seed(0)  # inputs drawn from the global generator (gin's bench batch) are the same every run
     backend = args.compile_backend or ("inductor" if device.type == "cuda" else "none")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False  # the float32 reference must be float32
@@ -221,8 +222,10 @@ def inference_phase(case: ModelCase, state: dict, precision: str, settings: Sett
 
 def fit_for_inference(case: ModelCase, state: dict, settings: Settings) -> tuple[dict, dict]:
     """The seeded weights after ``fit_steps`` float32 steps on the inference inputs (see ModelCase)."""
-    # eval mode: no dropout, so a few steps suffice to memorise the targets (and BatchNorm behaves as in inference)
-    model = fresh_model(case, state, settings).eval()
+    model = fresh_model(case, state, settings).train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            module.eval()  # no dropout: a few steps then suffice to memorise the targets
     optimizer = torch.optim.Adam(model.parameters(), lr=case.fit_lr)
     losses = []
     for _ in range(case.fit_steps):

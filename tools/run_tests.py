@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = ["shared_eval", "difnet", "dmn", "gin", "clip4idc", "spatial_captioning", "toydata"]
+SUITES = ["shared_eval", "difnet", "dmn", "gin", "clip4idc", "spatial_captioning", "toydata", "tools"]
 # Simulated CPUs for --portability: the environment each run adds.
 CPU_DISPATCH = {
     "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
@@ -79,9 +79,9 @@ def run_suite(job: Job) -> SuiteResult:
 def jobs_for(suites: list[str], extra_args: list[str], portability: bool) -> list[Job]:
     if not portability:
         return [Job(s, s, extra_args, {}) for s in suites]
-    # toydata writes files and computes no model outputs: it has no parity tests.
+    # toydata writes files and computes no model outputs, and tools only runs the others: no parity tests.
     return [Job(s, f"{s} [{cpu}]", ["-m", "parity", *extra_args], env)
-            for cpu, env in CPU_DISPATCH.items() for s in suites if s != "toydata"]
+            for cpu, env in CPU_DISPATCH.items() for s in suites if s not in ("toydata", "tools")]
 
 
 def main() -> int:

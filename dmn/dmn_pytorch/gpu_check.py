@@ -72,9 +72,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = harness.settings_from(args, train_steps=3 if args.tiny else 8, infer_iters=1 if args.tiny else 5,
-                                     budget_s=100)
+                                     budget_s=70)
     widths = TINY if args.tiny else {"backend": "dpn92"}
-    size, train_bs, infer_bs = (64, 2, 4) if args.tiny else (512, 8, 8)
+    size, train_bs, infer_bs = (64, 2, 4) if args.tiny else (512, 4, 8)
     train_batch = query_batch(train_bs, size, settings.device)
     infer_batch = query_batch(infer_bs, size, settings.device)
 

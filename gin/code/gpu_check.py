@@ -66,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = harness.settings_from(args, train_steps=3 if args.tiny else 10, infer_iters=1 if args.tiny else 5,
-                                     budget_s=90)
+                                     budget_s=70)
     if settings.on_gpu:
         torch.backends.cudnn.benchmark = True
     cfg = {**load_config(DEFAULT_CFG), "arch": "gin", **(TINY if args.tiny else {})}
