@@ -374,6 +374,7 @@ def write_result(subproject: str, models: list[dict], settings: Settings, out: P
     """This subproject's JSON, written atomically."""
     result = {"subproject": subproject, "device": device_name(settings.device), "torch": torch.__version__,
               "tiny": settings.tiny, "timing": "wall" if settings.on_gpu else "process CPU time",
+              "fp32": "TF32 off: full float32 products" if settings.on_gpu else "float32",
               "budget_s": settings.budget_s, "seconds": round(time.monotonic() - settings.started, 1),
               "models": models}
     out.parent.mkdir(parents=True, exist_ok=True)
