@@ -304,7 +304,7 @@ def compiled_phases(case: ModelCase, state: dict, fitted: dict, settings: Settin
     if settings.compile_backend == "none":
         return {"skipped": "torch.compile not run (--compile_backend none: the CPU default)"}
     out: dict[str, Any] = {}
-    for precision in PRECISIONS:
+    for precision in reversed(PRECISIONS):  # bf16 first: the configuration a GPU run would use
         for kind in ("train", "inference"):
             key = f"{kind}/{precision}"
             if settings.out_of_time():

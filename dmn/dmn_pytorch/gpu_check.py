@@ -17,7 +17,7 @@ from shared_eval.masks import MaskIoU
 from tools import gpu_check_harness as harness
 
 from .bench import train_step_seconds
-from .models import DMN
+from .models import DMN, sru
 from .utils.losses import bce_loss
 
 VOCAB = 12099  # bench.train_step_seconds draws words from the README vocabulary
@@ -94,6 +94,8 @@ def main() -> None:
         describe={"size": "tiny" if args.tiny else "paper", "image": size, "backend": widths["backend"],
                   "masks": "eval mode (the original evaluates in train mode: per-batch BatchNorm statistics)"})
     result = harness.check_model(case, settings, extras=extras)
+    # OldSRU falls back to its scan for the rest of the process once sru's CUDA kernel raises (float/half only)
+    result["sru_cuda_kernel_failed"] = getattr(sru, "_cuda_kernel_failed", None) if settings.on_gpu else None
     harness.write_result("dmn", [result], settings, args.out)
 
 
