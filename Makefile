@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # One thread per process for tests and toy runs: two threads on two shared cores thrash.
 THREADS_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
 
-.PHONY: help setup test test-portability demo bench bench-eval dmn-language-check clean $(foreach p,$(SUBPROJECTS),$(p)-data $(p)-toy $(p)-train $(p)-test $(p)-demo)
+.PHONY: help setup test test-portability demo bench bench-eval gpu-check dmn-language-check clean $(foreach p,$(SUBPROJECTS),$(p)-data $(p)-toy $(p)-train $(p)-test $(p)-demo)
 
 help: ## list every target
 	@echo "vlrepro targets:"
@@ -53,6 +53,9 @@ bench: bench-eval ## every benchmark: shared_eval, then each subproject's speed 
 	@for p in $(SUBPROJECTS); do \
 	  if [ -f $$p/Makefile ]; then $(MAKE) --no-print-directory -C $$p bench PY=$(PY) ROOT=$(CURDIR) ARGS="$(ARGS)"; fi; \
 	done
+
+gpu-check: setup ## bf16/fp32 agreement, throughput, torch.compile, MFU of all five models on a GPU (tools/gpu_check.py; ARGS="--device cpu --tiny" on CPU)
+	@$(PY) tools/gpu_check.py $(ARGS)
 
 dmn-language-check: setup ## does DMN read the query? the toy check of dmn/README.md (~40 CPU minutes; part of bench)
 	@$(MAKE) --no-print-directory -C dmn language-check PY=$(PY) ROOT=$(CURDIR)

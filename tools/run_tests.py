@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = ["shared_eval", "difnet", "dmn", "gin", "clip4idc", "spatial_captioning", "toydata"]
+SUITES = ["shared_eval", "difnet", "dmn", "gin", "clip4idc", "spatial_captioning", "toydata", "tools"]
 # Suites that compute no model outputs (toy-data writers, scripts around the subprojects): no parity tests.
 WITHOUT_PARITY = {"toydata", "tools"}
 # Simulated CPUs for --portability: the environment each run adds.
