@@ -152,6 +152,24 @@ def test_sru_260_configured_equals_old_sru():
         torch.testing.assert_close(scan.detach(), ref, atol=1e-6, rtol=1e-6)
 
 
+def test_sru_runs_in_float32_under_bf16_autocast():
+    """sru's kernels take float32 only; under bf16 autocast the SRU must not hand them a bfloat16 U (it raised
+    'expected scalar type Float but found BFloat16')."""
+    torch.manual_seed(2)
+    sru = OldSRU(7, 9, 2)
+    x = torch.randn(30, 2, 7)
+    with torch.no_grad():
+        expected = sru(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            kernel = sru(x.bfloat16())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scan = sru(x)
+    assert kernel.dtype == scan.dtype == torch.float32
+    # the recurrence itself runs in float32, so only the bfloat16 input rounding (2^-9 relative) moves the output
+    torch.testing.assert_close(kernel, expected, atol=2e-2, rtol=0)
+    torch.testing.assert_close(scan.detach(), expected, atol=1e-6, rtol=1e-6)
+
+
 def test_old_sru_keys_fill_plain_sru_260_and_reproduce_outputs():
     """An old-SRU state (weight, bias only) loaded into sru 2.6.0's own SRU with weight_c = 0, scale_x = 1
     reproduces the old maths; sru 2.x defaults (identity activation, peephole) do not."""

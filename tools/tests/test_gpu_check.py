@@ -92,9 +92,7 @@ def test_verdicts_follow_the_criteria(cpu_run):
     assert result["pass"] == all(model_of(result, n)["checks"]["pass"] for n in SUBPROJECTS)
 
 
-@pytest.mark.parametrize("name", ["difnet", "clip4idc", "spatial_captioning", "gin", pytest.param("dmn", marks=
-    pytest.mark.xfail(strict=True, reason="dmn's OldSRU under bf16 autocast: sru's CPU kernel gets a bfloat16 U "
-                      "('expected scalar type Float but found BFloat16'); fix in dmn_pytorch/models/sru.py"))])
+@pytest.mark.parametrize("name", ["difnet", "clip4idc", "spatial_captioning", "gin", "dmn"])
 def test_bf16_matches_fp32(cpu_run, name):
     checks = model_of(cpu_run[1], name)["checks"]
     assert checks["losses_finite"]

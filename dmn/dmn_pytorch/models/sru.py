@@ -65,8 +65,12 @@ class OldSRU(nn.Module):
         kernels are float32 only. Otherwise sru's own kernels run.
         """
         if x.dtype not in (torch.float32, torch.float64):
-            # The SRU kernels run in float32 (also under bf16 autocast).
             x = x.float()
+        # sru's kernels take float32 only: under bf16 autocast its compute_U would hand them a bfloat16 U.
+        with torch.autocast(x.device.type, enabled=False):
+            return self._recurrence(x, mask_pad)
+
+    def _recurrence(self, x: torch.Tensor, mask_pad: torch.Tensor | None) -> torch.Tensor:
         global _cuda_kernel_failed
         use_scan = ((torch.is_grad_enabled() and not x.is_cuda) or (x.is_cuda and _cuda_kernel_failed)
                     or x.dtype == torch.float64)
@@ -84,7 +88,7 @@ class OldSRU(nn.Module):
                 raise
             # sru compiles its CUDA kernel at import; without nvcc it installs a stub that raises here.
             _cuda_kernel_failed = True
-            return self.forward(x, mask_pad)
+            return self._recurrence(x, mask_pad)
 
 
 def linear_recurrence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
