@@ -8,6 +8,8 @@ import torch
 from models import CaptioningModel, ModelConfig, beam_search, recording
 from parity_weights import V, deterministic_state_dict, parity_inputs
 
+pytestmark = pytest.mark.parity
+
 EXPECTED = torch.load(Path(__file__).parent / "fixtures" / "original_outputs.pt")
 
 
