@@ -57,7 +57,9 @@ def load_model(args: argparse.Namespace, suffix: str = "") -> tuple[CaptioningMo
     data = load_checkpoint(path)
     cfg = model_config(args, vocab)
     if "config" in data:  # our checkpoints record the model sizes; the released one has the defaults
-        cfg = ModelConfig(**{**data["config"], "mode": args.mode, "fused_attention": args.fused_attention})
+        # the vocabulary's size and indices come from --vocab_path, so that load_weights can refuse a mismatch
+        cfg = ModelConfig(**{**data["config"], "mode": args.mode, "fused_attention": args.fused_attention,
+                             "vocab_size": cfg.vocab_size, "padding_idx": cfg.padding_idx, "bos_idx": cfg.bos_idx})
     model = CaptioningModel(cfg)
     load_weights(model, data["state_dict"], path)
     return model.to(args.device).eval(), vocab

@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import h5py
@@ -10,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from builders import load_checkpoint, load_weights
+import test as test_script
+from builders import config_dict, load_checkpoint, load_weights
 from data.coco import check_visual_inputs, load_splits
 from data.features import GridFeatures, SegmentationFeatures
+from data.vocab import Vocab, save_vocab
 from errors import DifnetError
 from models import CaptioningModel, ModelConfig
 
@@ -77,6 +80,19 @@ def test_vocabulary_size_mismatch(tmp_path):
         load_weights(lrp, model.state_dict(), "x.pth")
     with pytest.raises(DifnetError, match=r"checkpoint .*missing.pth not found"):
         load_checkpoint(str(tmp_path / "missing.pth"))
+
+
+@pytest.mark.parametrize("checkpoint_tokens, vocab_tokens", [(29, 31), (31, 29)])
+def test_test_py_refuses_a_vocabulary_of_another_size(tmp_path, checkpoint_tokens, vocab_tokens):
+    """test.py builds the model from the checkpoint's recorded sizes; the vocabulary must still match them."""
+    model = CaptioningModel(ModelConfig(mode="base", vocab_size=checkpoint_tokens, d_model=16, d_ff=32, h=2))
+    torch.save({"state_dict": model.state_dict(), "config": config_dict(model.cfg)}, tmp_path / "x.pth")
+    save_vocab(Vocab(Counter({f"word{i}": 5 for i in range(vocab_tokens - 4)})), str(tmp_path / "vocab.pkl"))
+    args = test_script.get_args_parser().parse_args(
+        ["--exp_name", "x", "--model_path", str(tmp_path), "--vocab_path", str(tmp_path / "vocab.pkl")])
+    with pytest.raises(DifnetError, match=rf"vocabulary of {checkpoint_tokens} tokens but the vocabulary has "
+                                          rf"{vocab_tokens}: pass the vocab.pkl it was trained with \(--vocab_path\)"):
+        test_script.load_model(args)
 
 
 def test_missing_annotations(tmp_path):
