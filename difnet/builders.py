@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import shutil
 
@@ -50,11 +51,29 @@ def visual_inputs(args: argparse.Namespace) -> tuple[GridFeatures, SegmentationF
     return GridFeatures(args.features_path), seg
 
 
-def vocab_for_training(path: str, train_and_val_captions: list[str], tokenizer: CaptionTokenizer) -> Vocab:
-    """Reuse ``path`` if present (as the original does with ./vocab.pkl), else build it (min_freq 5) and save it."""
+def captions_digest(captions: list[str]) -> str:
+    return hashlib.sha256("\n".join(captions).encode()).hexdigest()
+
+
+def vocab_for_training(path: str, annotation_folder: str, train_and_val_captions: list[str],
+                       tokenizer: CaptionTokenizer) -> Vocab:
+    """Reuse ``path`` if present (as the original does with ./vocab.pkl), else build it (min_freq 5) and save it.
+
+    A vocabulary built here records the annotation folder and a digest of the captions it was built from, and is
+    refused for other captions (a vocabulary without the record, like the released one, is reused as it is).
+    """
+    digest = captions_digest(train_and_val_captions)
     if os.path.isfile(path):
-        return load_vocab(path)
+        vocab = load_vocab(path)
+        built_from = vocab.built_from
+        if built_from is not None and built_from["captions_sha256"] != digest:
+            raise DifnetError(
+                f"{path} was built from the captions of {built_from['annotation_folder']}, not those of "
+                f"--annotation_folder {os.path.abspath(annotation_folder)}: delete {path} to rebuild it, or pass "
+                "--vocab_path of a vocabulary built for this data set")
+        return vocab
     vocab = build_vocab((tokenizer(c) for c in train_and_val_captions), min_freq=5)
+    vocab.built_from = {"annotation_folder": os.path.abspath(annotation_folder), "captions_sha256": digest}
     save_vocab(vocab, path)
     return vocab
 

@@ -43,8 +43,8 @@ def untrained_cider(args: argparse.Namespace) -> float:
     """CIDEr on the toy test split of the model train.py starts from (same seed, same sizes)."""
     train.set_seeds(args.seed)
     splits = load_splits(args.annotation_folder)
-    vocab = vocab_for_training(args.vocab_path, [ex.caption for ex in splits["train"] + splits["val"]],
-                               CaptionTokenizer())
+    vocab = vocab_for_training(args.vocab_path, args.annotation_folder,
+                               [ex.caption for ex in splits["train"] + splits["val"]], CaptionTokenizer())
     model = CaptioningModel(model_config(args, vocab))
     grid, seg = visual_inputs(args)
     loader = DataLoader(ImageDataset(splits["test"], grid, seg), batch_size=10, collate_fn=collate_images)

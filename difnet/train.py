@@ -130,11 +130,12 @@ def main(args: argparse.Namespace) -> None:
 
     splits = load_splits(args.annotation_folder)
     tokenizer = CaptionTokenizer()
+    train_and_val_captions = [ex.caption for ex in splits["train"] + splits["val"]]
     if info.is_main:
-        vocab = vocab_for_training(args.vocab_path, [ex.caption for ex in splits["train"] + splits["val"]], tokenizer)
+        vocab = vocab_for_training(args.vocab_path, args.annotation_folder, train_and_val_captions, tokenizer)
     barrier(info)
     if not info.is_main:
-        vocab = vocab_for_training(args.vocab_path, [], tokenizer)
+        vocab = vocab_for_training(args.vocab_path, args.annotation_folder, train_and_val_captions, tokenizer)
     grid, seg = visual_inputs(args)
     if info.is_main:
         check_visual_inputs(splits["train"] + splits["val"] + splits["test"], grid, seg)

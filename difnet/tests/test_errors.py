@@ -12,10 +12,11 @@ import pytest
 import torch
 
 import test as test_script
-from builders import config_dict, load_checkpoint, load_weights
+from builders import config_dict, load_checkpoint, load_weights, vocab_for_training
 from data.coco import check_visual_inputs, load_splits
 from data.features import GridFeatures, SegmentationFeatures
-from data.vocab import Vocab, save_vocab
+from data.text import CaptionTokenizer
+from data.vocab import Vocab, load_vocab, save_vocab
 from errors import DifnetError
 from models import CaptioningModel, ModelConfig
 
@@ -93,6 +94,26 @@ def test_test_py_refuses_a_vocabulary_of_another_size(tmp_path, checkpoint_token
     with pytest.raises(DifnetError, match=rf"vocabulary of {checkpoint_tokens} tokens but the vocabulary has "
                                           rf"{vocab_tokens}: pass the vocab.pkl it was trained with \(--vocab_path\)"):
         test_script.load_model(args)
+
+
+def test_a_vocabulary_built_for_other_captions_is_refused(toy, small_toy, tmp_path):
+    """train.py reuses an existing vocab.pkl (as the original does); one it built for another data set is refused."""
+    def captions(root: Path) -> list[str]:
+        splits = load_splits(str(root / "annotations"))
+        return [ex.caption for ex in splits["train"] + splits["val"]]
+
+    path = str(tmp_path / "vocab.pkl")
+    tokenizer = CaptionTokenizer()
+    built = vocab_for_training(path, str(toy / "annotations"), captions(toy), tokenizer)
+    assert load_vocab(path).built_from["annotation_folder"] == str(toy / "annotations")
+    shutil.copytree(toy / "annotations", tmp_path / "moved")  # the same captions elsewhere: reused
+    assert vocab_for_training(path, str(tmp_path / "moved"), captions(toy), tokenizer).itos == built.itos
+    with pytest.raises(DifnetError, match=rf"{path} was built from the captions of {toy / 'annotations'}, not those "
+                                          rf"of --annotation_folder {small_toy / 'annotations'}: delete {path} to "
+                                          "rebuild it, or pass --vocab_path"):
+        vocab_for_training(path, str(small_toy / "annotations"), captions(small_toy), tokenizer)
+    save_vocab(Vocab(Counter({"a": 5})), path)  # like the released vocab.pkl: no record, reused as it is
+    assert vocab_for_training(path, str(small_toy / "annotations"), captions(small_toy), tokenizer).itos[-1] == "a"
 
 
 def test_missing_annotations(tmp_path):
