@@ -128,7 +128,7 @@ def test_entry_script_prints_one_line(toy, tmp_path):
         [sys.executable, "test.py", "--exp_name", "none", "--model_path", str(tmp_path), "--vocab_path",
          str(tmp_path / "vocab.pkl"), "--annotation_folder", str(toy / "annotations")],
         cwd=SUBPROJECT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("difnet:")]
     assert len(lines) == 1 and lines[0].startswith("difnet: vocabulary") and "make difnet-data" in lines[0]
