@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
+import pickle
 import shutil
 
 import torch
@@ -11,8 +13,11 @@ import torch
 from data.features import GridFeatures, SegmentationFeatures
 from data.text import CaptionTokenizer, build_vocab
 from data.vocab import Vocab, load_vocab, save_vocab
-from errors import DifnetError
+from errors import DifnetError, ensure_writable_dir
 from models import MODES, CaptioningModel, ModelConfig
+
+
+CHECKPOINT_FIX = "pass one written by DIFNet's train.py or the released DIFNet_lrp.pth ('make difnet-data')"
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +26,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotation_folder", type=str, default="./dataset/m2_annotations")
     parser.add_argument("--vocab_path", type=str, default="vocab.pkl",
                         help="vocabulary pickle (the original always uses ./vocab.pkl)")
+    parser.add_argument("--skip_corrupt", action="store_true",
+                        help="skip samples whose feature or segmentation file cannot be read (logged, and counted "
+                             "at the end) instead of stopping")
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -50,11 +58,30 @@ def visual_inputs(args: argparse.Namespace) -> tuple[GridFeatures, SegmentationF
     return GridFeatures(args.features_path), seg
 
 
-def vocab_for_training(path: str, train_and_val_captions: list[str], tokenizer: CaptionTokenizer) -> Vocab:
-    """Reuse ``path`` if present (as the original does with ./vocab.pkl), else build it (min_freq 5) and save it."""
+def captions_digest(captions: list[str]) -> str:
+    return hashlib.sha256("\n".join(captions).encode()).hexdigest()
+
+
+def vocab_for_training(path: str, annotation_folder: str, train_and_val_captions: list[str],
+                       tokenizer: CaptionTokenizer) -> Vocab:
+    """Reuse ``path`` if present (as the original does with ./vocab.pkl), else build it (min_freq 5) and save it.
+
+    A vocabulary built here records the annotation folder and a digest of the captions it was built from, and is
+    refused for other captions (a vocabulary without the record, like the released one, is reused as it is).
+    """
+    digest = captions_digest(train_and_val_captions)
     if os.path.isfile(path):
-        return load_vocab(path)
+        vocab = load_vocab(path)
+        built_from = vocab.built_from
+        if built_from is not None and built_from["captions_sha256"] != digest:
+            raise DifnetError(
+                f"{path} was built from the captions of {built_from['annotation_folder']}, not those of "
+                f"--annotation_folder {os.path.abspath(annotation_folder)}: delete {path} to rebuild it, or pass "
+                "--vocab_path of a vocabulary built for this data set")
+        return vocab
+    ensure_writable_dir(os.path.dirname(path) or ".", "--vocab_path")
     vocab = build_vocab((tokenizer(c) for c in train_and_val_captions), min_freq=5)
+    vocab.built_from = {"annotation_folder": os.path.abspath(annotation_folder), "captions_sha256": digest}
     save_vocab(vocab, path)
     return vocab
 
@@ -65,19 +92,25 @@ def load_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise DifnetError(f"checkpoint {path} not found (--model_path/--exp_name); train first or fetch the "
                           "released weights with 'make difnet-data'")
-    data = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(data, dict) or "state_dict" not in data:
-        raise DifnetError(f"{path} is not a DIFNet checkpoint (no 'state_dict' entry)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, ModuleNotFoundError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DifnetError(f"checkpoint {path} cannot be read ({first}): {CHECKPOINT_FIX}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
+        raise DifnetError(f"{path} is not a DIFNet checkpoint (no 'state_dict' entry): {CHECKPOINT_FIX}")
     return data
 
 
 def load_weights(model: CaptioningModel, state_dict: dict, path: str, *, strict: bool = True) -> None:
     """Load ``state_dict`` into ``model``; a vocabulary or mode mismatch is reported in one line."""
     emb = state_dict.get("decoder.word_emb.weight")
-    if emb is not None and emb.shape[0] != model.cfg.vocab_size:
+    if emb is None:
+        raise DifnetError(f"{path} holds no DIFNet weights (no 'decoder.word_emb.weight'): {CHECKPOINT_FIX}")
+    if emb.shape[0] != model.cfg.vocab_size:
         raise DifnetError(f"{path} was trained with a vocabulary of {emb.shape[0]} tokens but the vocabulary "
                           f"has {model.cfg.vocab_size}: pass the vocab.pkl it was trained with (--vocab_path)")
-    if emb is not None and emb.shape[1] != model.cfg.d_model:
+    if emb.shape[1] != model.cfg.d_model:
         raise DifnetError(f"{path} has width {emb.shape[1]} but --d_model is {model.cfg.d_model}")
     try:
         model.load_state_dict(state_dict, strict=strict)

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import sys
 import time
 
 import torch
@@ -23,7 +21,7 @@ import train
 from builders import model_config, visual_inputs, vocab_for_training
 from data.coco import ImageDataset, collate_images, load_splits
 from data.text import CaptionTokenizer
-from errors import DifnetError
+from errors import run_entry_point
 from models import CaptioningModel
 
 # small width and a short schedule: three cross-entropy epochs (SCST epochs cost several XE epochs each)
@@ -43,8 +41,8 @@ def untrained_cider(args: argparse.Namespace) -> float:
     """CIDEr on the toy test split of the model train.py starts from (same seed, same sizes)."""
     train.set_seeds(args.seed)
     splits = load_splits(args.annotation_folder)
-    vocab = vocab_for_training(args.vocab_path, [ex.caption for ex in splits["train"] + splits["val"]],
-                               CaptionTokenizer())
+    vocab = vocab_for_training(args.vocab_path, args.annotation_folder,
+                               [ex.caption for ex in splits["train"] + splits["val"]], CaptionTokenizer())
     model = CaptioningModel(model_config(args, vocab))
     grid, seg = visual_inputs(args)
     loader = DataLoader(ImageDataset(splits["test"], grid, seg), batch_size=10, collate_fn=collate_images)
@@ -76,12 +74,8 @@ def main(toy: str, out: str) -> dict:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--toy", required=True, help="folder written by python -m toydata.coco_grid")
     parser.add_argument("--out", required=True)
     cli = parser.parse_args()
-    try:
-        print(json.dumps(main(cli.toy, cli.out)))
-    except DifnetError as e:
-        sys.exit(f"difnet: {e}")
+    run_entry_point(lambda: print(json.dumps(main(cli.toy, cli.out))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -30,6 +31,11 @@ def autocast(device: torch.device, bf16: bool):
     return contextlib.nullcontext()
 
 
+def skip_empty(loader: Iterable):
+    """The loader's batches, less those whose samples were all skipped as corrupt (--skip_corrupt)."""
+    return (batch for batch in loader if batch is not None)
+
+
 def _progress(desc: str, total: int, enabled: bool):
     return tqdm(desc=desc, unit="it", total=total, disable=not enabled, leave=False)
 
@@ -40,7 +46,8 @@ def train_xe(model: CaptioningModel, loader: DataLoader, optim: torch.optim.Opti
     model.train()
     running_loss, n = 0.0, 0
     with _progress(f"Epoch {epoch} - train", len(loader), info.is_main) as pbar:
-        for grid, captions, seg in loader:
+        for batch in skip_empty(loader):
+            grid, captions, seg = batch
             grid, captions = grid.to(device), captions.to(device)
             seg = seg.to(device) if seg is not None else None
             with autocast(device, bf16):
@@ -81,7 +88,7 @@ def train_scst(model: CaptioningModel, loader: DataLoader, optim: torch.optim.Op
     n = 0
     eos = vocab.stoi["<eos>"]
     with _progress(f"Epoch {epoch} - train", len(loader), info.is_main) as pbar:
-        for batch in loader:
+        for batch in skip_empty(loader):
             grid = batch.grid.to(device)
             seg = batch.seg.to(device) if batch.seg is not None else None
             with autocast(device, bf16):
@@ -114,7 +121,8 @@ def evaluate_loss(model: CaptioningModel, loader: DataLoader, loss_fn: nn.Module
     model.eval()
     running_loss, n = 0.0, 0
     with _progress(f"Epoch {epoch} - validation", len(loader), progress) as pbar:
-        for grid, captions, seg in loader:
+        for batch in skip_empty(loader):
+            grid, captions, seg = batch
             grid, captions = grid.to(device), captions.to(device)
             seg = seg.to(device) if seg is not None else None
             out = model(grid, captions, seg)
@@ -135,7 +143,7 @@ def generate_captions(model: CaptioningModel, loader: DataLoader, vocab: Vocab, 
     eos = vocab.stoi["<eos>"]
     results = []
     with _progress(desc, len(loader), progress) as pbar:
-        for batch in loader:
+        for batch in skip_empty(loader):
             seg = batch.seg.to(device) if batch.seg is not None else None
             out, _ = beam_search(model, batch.grid.to(device), seg, MAX_LEN, eos, BEAM_SIZE, out_size=1)
             for image_id, words, refs in zip(batch.image_ids.tolist(), decode(out, vocab, join_words=False),

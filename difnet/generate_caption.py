@@ -2,16 +2,15 @@
 
     python generate_caption.py --mode difnet_lrp --exp_name DIFNet_lrp   # reads <model_path>/DIFNet_lrp.pth
 """
-import logging
-import sys
-
-from errors import DifnetError
+from errors import ensure_writable_dir, run_entry_point
 from test import get_args_parser, predict, write_caption_files
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+def main() -> None:
     args = get_args_parser(batch_size=1).parse_args()
-    try:
-        write_caption_files(predict(args), args.out_path, args.exp_name)
-    except DifnetError as e:
-        sys.exit(f"difnet: {e}")
+    ensure_writable_dir(args.out_path, "--out_path")
+    write_caption_files(predict(args), args.out_path, args.exp_name)
+
+
+if __name__ == "__main__":
+    run_entry_point(main)

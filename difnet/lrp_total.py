@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import pickle
-import sys
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from builders import visual_inputs
 from data.coco import load_splits
 from data.text import CaptionTokenizer
-from errors import DifnetError
+from errors import DifnetError, run_entry_point
 from models import CaptioningModel, recording
 from test import get_args_parser, load_model
 
@@ -84,11 +83,7 @@ def main(args: argparse.Namespace) -> list[dict]:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = get_args_parser(batch_size=1)
     parser.set_defaults(workers=1)
     parser.add_argument("--coco_dataset", default="/DataSet/COCO/val2014", help="unused, as in the original")
-    try:
-        main(parser.parse_args())
-    except DifnetError as e:
-        sys.exit(f"difnet: {e}")
+    run_entry_point(lambda: main(parser.parse_args()))

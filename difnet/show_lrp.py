@@ -13,7 +13,6 @@ import argparse
 import logging
 import os
 import pickle
-import sys
 
 import matplotlib
 
@@ -22,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from errors import DifnetError  # noqa: E402
+from errors import DifnetError, run_entry_point  # noqa: E402
 
 logger = logging.getLogger("difnet")
 POSITIONS = 20  # captions are padded to 20 target positions before averaging
@@ -101,14 +100,10 @@ def main(args: argparse.Namespace) -> list[str]:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(description="DIFNet")
     parser.add_argument("--exp_name", type=str, nargs="+", default=["DIFNet"],
                         help="select one or more lrp_results for showing")
     parser.add_argument("--out_path", type=str, default="./output/output_lrp")
     parser.add_argument("--image_root", type=str, default="coco/images", help="folder holding val2014/<file_name>")
     parser.add_argument("--max_images", type=int, default=10, help="per-caption figures per experiment")
-    try:
-        main(parser.parse_args())
-    except DifnetError as e:
-        sys.exit(f"difnet: {e}")
+    run_entry_point(lambda: main(parser.parse_args()))

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import random
-import sys
 
 import numpy as np
 import torch
@@ -18,9 +17,9 @@ from torch.utils.data import DataLoader
 
 import engine
 from builders import (add_data_args, add_model_args, load_checkpoint, load_weights, model_config, visual_inputs)
-from data.coco import ImageDataset, check_visual_inputs, collate_images, load_splits
+from data.coco import CorruptSamples, ImageDataset, check_visual_inputs, collate_images, load_splits
 from data.vocab import load_vocab
-from errors import DifnetError
+from errors import run_entry_point
 from models import CaptioningModel, ModelConfig
 from shared_eval.captions import Cider, PTBTokenizer
 
@@ -57,7 +56,9 @@ def load_model(args: argparse.Namespace, suffix: str = "") -> tuple[CaptioningMo
     data = load_checkpoint(path)
     cfg = model_config(args, vocab)
     if "config" in data:  # our checkpoints record the model sizes; the released one has the defaults
-        cfg = ModelConfig(**{**data["config"], "mode": args.mode, "fused_attention": args.fused_attention})
+        # the vocabulary's size and indices come from --vocab_path, so that load_weights can refuse a mismatch
+        cfg = ModelConfig(**{**data["config"], "mode": args.mode, "fused_attention": args.fused_attention,
+                             "vocab_size": cfg.vocab_size, "padding_idx": cfg.padding_idx, "bos_idx": cfg.bos_idx})
     model = CaptioningModel(cfg)
     load_weights(model, data["state_dict"], path)
     return model.to(args.device).eval(), vocab
@@ -71,9 +72,13 @@ def predict(args: argparse.Namespace, suffix: str = "") -> list[tuple[int, str, 
     test = load_splits(args.annotation_folder)["test"]
     grid, seg = visual_inputs(args)
     check_visual_inputs(test, grid, seg)
-    loader = DataLoader(ImageDataset(test, grid, seg), batch_size=args.batch_size, num_workers=args.workers,
+    corrupt = CorruptSamples() if args.skip_corrupt else None
+    loader = DataLoader(ImageDataset(test, grid, seg, corrupt), batch_size=args.batch_size, num_workers=args.workers,
                         collate_fn=collate_images)
-    return engine.generate_captions(model, loader, vocab, torch.device(args.device), "Evaluation")
+    results = engine.generate_captions(model, loader, vocab, torch.device(args.device), "Evaluation")
+    if corrupt is not None:
+        logger.info("--skip_corrupt: skipped %d corrupt images of %d", corrupt.count, len(loader.dataset))
+    return results
 
 
 def write_caption_files(results: list[tuple[int, str, list[str]]], out_path: str, exp_name: str) -> None:
@@ -99,8 +104,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    try:
-        main(get_args_parser().parse_args())
-    except DifnetError as e:
-        sys.exit(f"difnet: {e}")
+    run_entry_point(lambda: main(get_args_parser().parse_args()))

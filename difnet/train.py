@@ -9,7 +9,6 @@ import argparse
 import logging
 import os
 import random
-import sys
 import warnings
 
 import numpy as np
@@ -22,10 +21,11 @@ from torch.utils.tensorboard import SummaryWriter
 import engine
 from builders import (add_data_args, add_model_args, atomic_copy, atomic_save, config_dict, load_checkpoint,
                       load_weights, model_config, visual_inputs, vocab_for_training)
-from data.coco import CaptionDataset, ImageDataset, check_visual_inputs, collate_captions, collate_images, load_splits
+from data.coco import (CaptionDataset, CorruptSamples, ImageDataset, check_visual_inputs, collate_captions,
+                       collate_images, load_splits)
 from data.text import CaptionTokenizer
 from distributed import DistInfo, barrier, broadcast_float, broadcast_parameters, init_distributed_mode
-from errors import DifnetError
+from errors import ensure_writable_dir, run_entry_point
 from models import CaptioningModel
 from shared_eval.captions import CiderD, tokenize
 
@@ -125,34 +125,38 @@ def main(args: argparse.Namespace) -> None:
     device = torch.device(args.device if args.device != "cuda" or not info.distributed else f"cuda:{info.local_rank}")
     logger.info("%s", args)
     smoke = args.exp_name == "test"
-    os.makedirs(args.model_path, exist_ok=True)
-    writer = SummaryWriter(log_dir=os.path.join(args.logs_folder, args.exp_name)) if info.is_main else None
+    if info.is_main:  # outputs first: a run must not fail at its first checkpoint
+        ensure_writable_dir(args.model_path, "--model_path")
+        ensure_writable_dir(os.path.join(args.logs_folder, args.exp_name), "--logs_folder")
 
     splits = load_splits(args.annotation_folder)
-    tokenizer = CaptionTokenizer()
-    if info.is_main:
-        vocab = vocab_for_training(args.vocab_path, [ex.caption for ex in splits["train"] + splits["val"]], tokenizer)
-    barrier(info)
-    if not info.is_main:
-        vocab = vocab_for_training(args.vocab_path, [], tokenizer)
     grid, seg = visual_inputs(args)
     if info.is_main:
         check_visual_inputs(splits["train"] + splits["val"] + splits["test"], grid, seg)
+    tokenizer = CaptionTokenizer()
+    train_and_val_captions = [ex.caption for ex in splits["train"] + splits["val"]]
+    if info.is_main:
+        vocab = vocab_for_training(args.vocab_path, args.annotation_folder, train_and_val_captions, tokenizer)
+    barrier(info)
+    if not info.is_main:
+        vocab = vocab_for_training(args.vocab_path, args.annotation_folder, train_and_val_captions, tokenizer)
+    writer = SummaryWriter(log_dir=os.path.join(args.logs_folder, args.exp_name)) if info.is_main else None
 
     cfg = model_config(args, vocab)
     model = CaptioningModel(cfg).to(device)
     broadcast_parameters(model, info)
 
     collate = collate_captions(vocab)
-    loader_train = make_loader(CaptionDataset(splits["train"], grid, seg, tokenizer), args.batch_size, info, args,
-                               collate, shuffle=True, drop_last=True, seed=args.seed)
-    loader_val = make_loader(CaptionDataset(splits["val"], grid, seg, tokenizer), args.batch_size, info, args,
-                             collate, shuffle=False)
-    dict_train = make_loader(ImageDataset(splits["train"], grid, seg), args.batch_size // 5, info, args,
+    corrupt = CorruptSamples() if args.skip_corrupt else None
+    loader_train = make_loader(CaptionDataset(splits["train"], grid, seg, tokenizer, corrupt), args.batch_size, info,
+                               args, collate, shuffle=True, drop_last=True, seed=args.seed)
+    loader_val = make_loader(CaptionDataset(splits["val"], grid, seg, tokenizer, corrupt), args.batch_size, info,
+                             args, collate, shuffle=False)
+    dict_train = make_loader(ImageDataset(splits["train"], grid, seg, corrupt), args.batch_size // 5, info, args,
                              collate_images, shuffle=True, seed=args.seed)
-    dict_val = make_loader(ImageDataset(splits["val"], grid, seg), args.batch_size // 5, info, args,
+    dict_val = make_loader(ImageDataset(splits["val"], grid, seg, corrupt), args.batch_size // 5, info, args,
                            collate_images, shuffle=False)
-    dict_test = make_loader(ImageDataset(splits["test"], grid, seg), args.batch_size // 5, info, args,
+    dict_test = make_loader(ImageDataset(splits["test"], grid, seg, corrupt), args.batch_size // 5, info, args,
                             collate_images, shuffle=False)
     # CIDEr-D document frequencies over all training captions, each caption one document (as the original)
     scorer = CiderD.from_references([[c] for c in tokenize([ex.caption for ex in splits["train"]])])
@@ -261,11 +265,10 @@ def main(args: argparse.Namespace) -> None:
     if writer is not None:
         writer.close()
     grid.close()
+    if corrupt is not None:
+        logger.info("--skip_corrupt: skipped %d corrupt samples in all (reads of a corrupt file repeat each epoch)",
+                    corrupt.count)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    try:
-        main(get_args_parser().parse_args())
-    except DifnetError as e:
-        sys.exit(f"difnet: {e}")
+    run_entry_point(lambda: main(get_args_parser().parse_args()))

@@ -16,6 +16,10 @@ GRID_CELLS = 49
 SEG_SHAPE = (133, 7, 7)
 
 
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 class GridFeatures:
     """``<image_id>_features`` (N, 2048) arrays, padded with zeros or cut to 49 rows, as float32."""
 
@@ -28,7 +32,11 @@ class GridFeatures:
 
     def _handle(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r")
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as e:
+                raise DifnetError(f"grid features {self.path} cannot be read as hdf5 ({_first_line(e)}): the file "
+                                  f"is truncated or corrupt; download it again: {DATA_FIX}") from None
             self._pid = os.getpid()
         return self._file
 
@@ -37,12 +45,16 @@ class GridFeatures:
 
     def __getitem__(self, image_id: int) -> np.ndarray:
         key = f"{image_id}_features"
+        handle = self._handle()
         try:
-            data = self._handle()[key][()]
+            data = handle[key][()]
         except KeyError:
             # the original substitutes random features with a warning; a missing key is a broken download
             raise DifnetError(f"{self.path} has no key '{key}': the features file does not match the "
                               f"annotations; {DATA_FIX}") from None
+        except OSError as e:
+            raise DifnetError(f"{self.path}['{key}'] cannot be read ({_first_line(e)}): the file is truncated or "
+                              f"corrupt; download it again: {DATA_FIX}") from None
         if data.ndim != 2 or data.shape[1] != self.d_in:
             raise DifnetError(f"{self.path}['{key}'] has shape {data.shape}, expected (N, {self.d_in}) grid "
                               f"features; {DATA_FIX}")
@@ -77,6 +89,9 @@ class SegmentationFeatures:
             data = np.load(path)
         except FileNotFoundError:
             raise DifnetError(f"segmentation file {path} not found (--pixel_path): {DATA_FIX}") from None
+        except (OSError, ValueError, EOFError) as e:  # truncated, garbage, or a pickle instead of an array
+            raise DifnetError(f"segmentation file {path} is not a readable .npy array ({_first_line(e)}); "
+                              f"{DATA_FIX}, or pass --skip_corrupt to skip it") from None
         if data.shape != SEG_SHAPE:
             raise DifnetError(f"{path} has shape {data.shape}, expected {SEG_SHAPE}; {DATA_FIX}")
         return data.astype(np.float32)  # the original never casts (other dtypes then fail in the model)

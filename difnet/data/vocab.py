@@ -3,7 +3,8 @@
 The released weights index DIFNet's own ``vocab.pkl`` (10,201 tokens), so it must be read as it is. It pickles
 the original's classes; ``load_vocab`` maps them onto the class below without importing the original code and
 refuses anything else. A vocabulary this module saves unpickles in the original code too (same class path and
-attributes: ``freqs``, ``itos``, ``stoi``, ``vectors``).
+attributes: ``freqs``, ``itos``, ``stoi``, ``vectors``, plus ``built_from`` where train.py built it, which the
+original ignores).
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def _default_unk_index() -> int:
 class Vocab:
     """itos: index -> token (specials first, then by frequency, then alphabetically); stoi: token -> index
     (unknown tokens -> 0, <unk>)."""
+
+    # {"annotation_folder", "captions_sha256"} of the captions train.py built it from; None in the released file
+    built_from: dict[str, str] | None = None
 
     def __init__(self, counter: Counter, min_freq: int = 1, specials: Iterable[str] = SPECIALS) -> None:
         self.freqs = counter

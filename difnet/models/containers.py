@@ -39,14 +39,18 @@ class StatefulModule(nn.Module):
         for name, default in self._state_defaults.items():
             device = self._buffers[name].device
             state = default.to(device).unsqueeze(0)
-            self._buffers[name] = state.expand(batch_size, *state.shape[1:]).contiguous()
+            # a copy even at batch 1 (where expand().contiguous() would be a view of the default): forward updates
+            # states in place, and the default must stay what the next decode and state_dict() start from
+            state = state.expand(batch_size, *state.shape[1:])
+            self._buffers[name] = state.clone(memory_format=torch.contiguous_format)
         self.is_stateful = True
 
     def disable_statefulness(self) -> None:
         for child in self._stateful_children():
             child.disable_statefulness()
         for name, default in self._state_defaults.items():
-            self._buffers[name] = default.to(self._buffers[name].device)
+            # a copy, so that loading a state dict never changes the defaults decoding starts from
+            self._buffers[name] = default.to(self._buffers[name].device, copy=True)
         self.is_stateful = False
 
     @contextmanager

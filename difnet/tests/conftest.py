@@ -16,6 +16,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer than the 4-minute suite budget allows; run with --runslow")
+    config.addinivalue_line("markers", "parity: parity with the original code or batch invariance (make test-portability)")
 
 
 def pytest_collection_modifyitems(config, items):

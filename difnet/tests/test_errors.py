@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import h5py
@@ -10,9 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from builders import load_checkpoint, load_weights
+import test as test_script
+from builders import config_dict, load_checkpoint, load_weights, vocab_for_training
 from data.coco import check_visual_inputs, load_splits
 from data.features import GridFeatures, SegmentationFeatures
+from data.text import CaptionTokenizer
+from data.vocab import Vocab, load_vocab, save_vocab
 from errors import DifnetError
 from models import CaptioningModel, ModelConfig
 
@@ -79,6 +83,39 @@ def test_vocabulary_size_mismatch(tmp_path):
         load_checkpoint(str(tmp_path / "missing.pth"))
 
 
+@pytest.mark.parametrize("checkpoint_tokens, vocab_tokens", [(29, 31), (31, 29)])
+def test_test_py_refuses_a_vocabulary_of_another_size(tmp_path, checkpoint_tokens, vocab_tokens):
+    """test.py builds the model from the checkpoint's recorded sizes; the vocabulary must still match them."""
+    model = CaptioningModel(ModelConfig(mode="base", vocab_size=checkpoint_tokens, d_model=16, d_ff=32, h=2))
+    torch.save({"state_dict": model.state_dict(), "config": config_dict(model.cfg)}, tmp_path / "x.pth")
+    save_vocab(Vocab(Counter({f"word{i}": 5 for i in range(vocab_tokens - 4)})), str(tmp_path / "vocab.pkl"))
+    args = test_script.get_args_parser().parse_args(
+        ["--exp_name", "x", "--model_path", str(tmp_path), "--vocab_path", str(tmp_path / "vocab.pkl")])
+    with pytest.raises(DifnetError, match=rf"vocabulary of {checkpoint_tokens} tokens but the vocabulary has "
+                                          rf"{vocab_tokens}: pass the vocab.pkl it was trained with \(--vocab_path\)"):
+        test_script.load_model(args)
+
+
+def test_a_vocabulary_built_for_other_captions_is_refused(toy, small_toy, tmp_path):
+    """train.py reuses an existing vocab.pkl (as the original does); one it built for another data set is refused."""
+    def captions(root: Path) -> list[str]:
+        splits = load_splits(str(root / "annotations"))
+        return [ex.caption for ex in splits["train"] + splits["val"]]
+
+    path = str(tmp_path / "vocab.pkl")
+    tokenizer = CaptionTokenizer()
+    built = vocab_for_training(path, str(toy / "annotations"), captions(toy), tokenizer)
+    assert load_vocab(path).built_from["annotation_folder"] == str(toy / "annotations")
+    shutil.copytree(toy / "annotations", tmp_path / "moved")  # the same captions elsewhere: reused
+    assert vocab_for_training(path, str(tmp_path / "moved"), captions(toy), tokenizer).itos == built.itos
+    with pytest.raises(DifnetError, match=rf"{path} was built from the captions of {toy / 'annotations'}, not those "
+                                          rf"of --annotation_folder {small_toy / 'annotations'}: delete {path} to "
+                                          "rebuild it, or pass --vocab_path"):
+        vocab_for_training(path, str(small_toy / "annotations"), captions(small_toy), tokenizer)
+    save_vocab(Vocab(Counter({"a": 5})), path)  # like the released vocab.pkl: no record, reused as it is
+    assert vocab_for_training(path, str(small_toy / "annotations"), captions(small_toy), tokenizer).itos[-1] == "a"
+
+
 def test_missing_annotations(tmp_path):
     with pytest.raises(DifnetError, match=r"captions_train2014.json not found \(--annotation_folder\)"):
         load_splits(str(tmp_path))
@@ -91,7 +128,7 @@ def test_entry_script_prints_one_line(toy, tmp_path):
         [sys.executable, "test.py", "--exp_name", "none", "--model_path", str(tmp_path), "--vocab_path",
          str(tmp_path / "vocab.pkl"), "--annotation_folder", str(toy / "annotations")],
         cwd=SUBPROJECT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("difnet:")]
     assert len(lines) == 1 and lines[0].startswith("difnet: vocabulary") and "make difnet-data" in lines[0]

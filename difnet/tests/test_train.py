@@ -105,6 +105,31 @@ def test_lrp_scripts_on_a_trained_model(difnet_run, toy, tmp_path):
     assert all(os.path.getsize(f) > 1000 for f in figures) and figures[1].endswith(".png")
 
 
+def test_evaluation_repeats_and_does_not_depend_on_the_batch(difnet_run, toy, tmp_path, capsys):
+    """test.py run twice in one process prints the same metrics, at batch 1 (generate_caption.py's default) as at
+    a batch size that leaves a final batch of one."""
+    model, vocab, _, _, _ = difnet_run
+    torch.save({"state_dict": model.state_dict(), "config": config_dict(model.cfg)}, tmp_path / "toy.pth")
+    save_vocab(vocab, str(tmp_path / "vocab.pkl"))
+    n_test = len(ImageDataset(load_splits(str(toy / "annotations"))["test"], None, None))
+
+    def args(batch_size: int) -> argparse.Namespace:
+        return test_script.get_args_parser().parse_args([
+            "--mode", "difnet", "--exp_name", "toy", "--model_path", str(tmp_path), "--batch_size", str(batch_size),
+            "--vocab_path", str(tmp_path / "vocab.pkl"), "--features_path", str(toy / "coco_grid_feats2.hdf5"),
+            "--pixel_path", str(toy / "segmentations"), "--annotation_folder", str(toy / "annotations"),
+            "--workers", "0", "--no_meteor"])
+
+    batched = test_script.predict(args(n_test - 1))
+    assert len({gen for _, gen, _ in batched}) > 1
+    capsys.readouterr()
+    for _ in range(2):
+        assert test_script.predict(args(1)) == batched
+        test_script.main(args(1))
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == second and "CIDEr" in first
+
+
 def train_argv(toy: Path, out: Path) -> list[str]:
     return ["--mode", "difnet_lrp", "--exp_name", "toy", "--features_path", str(toy / "coco_grid_feats2.hdf5"),
             "--pixel_path", str(toy / "segmentations"), "--annotation_folder", str(toy / "annotations"),
