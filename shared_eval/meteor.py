@@ -137,17 +137,37 @@ def score_line(hypothesis: str, references: Sequence[str]) -> str:
     return " ||| ".join(("SCORE", " ||| ".join(references), hypothesis))
 
 
-class Meteor:
-    """pycocoevalcap-compatible METEOR: ``compute_score(gts, res) -> (corpus, per-item list)``."""
+BACKENDS = ("java", "python")
 
-    def __init__(self) -> None:
-        self._proc = _process()  # start (or reuse) the JVM now, as pycocoevalcap's constructor does
+
+class Meteor:
+    """pycocoevalcap-compatible METEOR: ``compute_score(gts, res) -> (corpus, per-item list)``.
+
+    ``backend="java"`` drives the jar (the oracle); ``backend="python"`` computes the same numbers without Java
+    (shared_eval.meteor_align), reading the jar's resources from a disk cache built on first use.
+    """
+
+    def __init__(self, backend: str = "java") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"Meteor backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
+        if backend == "java":
+            self._proc = _process()  # start (or reuse) the JVM now, as pycocoevalcap's constructor does
+        else:
+            from .meteor_resources import load_resources
+
+            load_resources()
 
     def compute_score(self, gts: Mapping, res: Mapping):
         _check(gts, res)
         if not gts:
             raise ValueError("METEOR needs at least one item")
         lines = [score_line(res[k][0], gts[k]) for k in gts]
+        if self.backend == "python":
+            from .meteor_align import corpus_score, score_line_stats, stats_score
+
+            stats = [score_line_stats(line) for line in lines]
+            return corpus_score(stats), [stats_score(s) for s in stats]
         self._proc = _process()
         return self._proc.score(lines)
 

@@ -1,0 +1,154 @@
+"""METEOR 1.5's English resources, read from pycocoevalcap's jar once and cached on disk.
+
+The jar carries the function words, the nonbreaking prefixes and the WordNet synonym files; the paraphrase table
+(5.27 M entries, 61 MB gzipped) lies next to it. The first use parses them (about a minute) into
+``$VLREPRO_CACHE`` (default ``~/.cache/vlrepro``) ``/meteor-1.5/``; later processes load that in well under a
+second (the paraphrase pairs are memory-mapped numpy arrays).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import pickle
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MeteorResources", "load_resources", "cache_dir"]
+
+_FORMAT = 1  # bump when the cached layout changes
+_JAVA_DELIMITERS = re.compile("[ \t\n\r\f]+")  # java.util.StringTokenizer's default delimiters
+
+
+@dataclass(frozen=True)
+class MeteorResources:
+    function_words: frozenset[str]
+    nonbreaking_prefixes: dict[str, bool]  # prefix -> only before a number
+    synsets: dict[str, frozenset[int]]  # word -> WordNet synset ids
+    exception_bases: dict[str, tuple[str, ...]]  # irregular form -> base forms, in file order
+    phrase_ids: dict[str, int]  # paraphrase-table phrase (space-joined tokens) -> id
+    phrase_lengths: np.ndarray  # id -> number of tokens
+    pair_keys: np.ndarray  # sorted int64 ref_id * n_phrases + paraphrase_id, one per table entry
+    pair_entries: np.ndarray  # table line order of each key (the order the jar tries paraphrases in)
+    max_phrase_length: int
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("VLREPRO_CACHE", Path.home() / ".cache" / "vlrepro"))
+    return root / "meteor-1.5"
+
+
+def _java_tokens(line: str) -> list[str]:
+    return [token for token in _JAVA_DELIMITERS.split(line) if token]
+
+
+def _read_lines(data: bytes) -> list[str]:
+    """Lines as java.io.BufferedReader splits them (\\n, \\r or \\r\\n)."""
+    text = data.decode("utf-8")
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")[:-1] if text else []
+
+
+def _function_words(jar: zipfile.ZipFile) -> frozenset[str]:
+    return frozenset(_read_lines(jar.read("function/english.words")))
+
+
+def _nonbreaking_prefixes(jar: zipfile.ZipFile) -> dict[str, bool]:
+    prefixes: dict[str, bool] = {}
+    for line in _read_lines(jar.read("nonbreaking/english.prefixes")):
+        tokens = _java_tokens(line)
+        if not tokens or tokens[0].startswith("#"):
+            continue
+        prefixes[tokens[0]] = len(tokens) > 1 and tokens[1] == "#NUMERIC_ONLY#"
+    return prefixes
+
+
+def _synonyms(jar: zipfile.ZipFile) -> tuple[dict[str, frozenset[int]], dict[str, tuple[str, ...]]]:
+    bases: dict[str, list[str]] = {}
+    lines = _read_lines(jar.read("synonym/english.exceptions"))
+    for base, forms in zip(lines[0::2], lines[1::2]):
+        for form in _java_tokens(forms):
+            bases.setdefault(form, []).append(base)
+    lines = _read_lines(jar.read("synonym/english.synsets"))
+    synsets = {word: frozenset(int(t) for t in _java_tokens(ids)) for word, ids in zip(lines[0::2], lines[1::2])}
+    return synsets, {form: tuple(b) for form, b in bases.items()}
+
+
+def _paraphrases(table: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Phrases (first-seen order), and per table entry the (reference, paraphrase) phrase ids."""
+    ids: dict[str, int] = {}
+    refs: list[int] = []
+    pars: list[int] = []
+    with gzip.open(table, "rb") as f:
+        lines = io.TextIOWrapper(f, encoding="utf-8", newline=None)
+        for _probability in lines:
+            ref = " ".join(_java_tokens(next(lines).rstrip("\n")))
+            par = " ".join(_java_tokens(next(lines).rstrip("\n")))
+            refs.append(ids.setdefault(ref, len(ids)))
+            pars.append(ids.setdefault(par, len(ids)))
+    return list(ids), np.asarray(refs, dtype=np.int64), np.asarray(pars, dtype=np.int64)
+
+
+def _build(jar_path: Path, out: Path) -> None:
+    with zipfile.ZipFile(jar_path) as jar:
+        synsets, bases = _synonyms(jar)
+        small = {"function_words": _function_words(jar), "nonbreaking_prefixes": _nonbreaking_prefixes(jar),
+                 "synsets": synsets, "exception_bases": bases}
+    phrases, refs, pars = _paraphrases(jar_path.parent / "data" / "paraphrase-en.gz")
+    keys = refs * len(phrases) + pars
+    order = np.argsort(keys, kind="stable")
+    np.save(out / "pair_keys.npy", keys[order])
+    np.save(out / "pair_entries.npy", order.astype(np.int32))
+    (out / "phrases.txt").write_text("\n".join(phrases), encoding="utf-8")
+    with (out / "small.pkl").open("wb") as f:
+        pickle.dump(small, f, protocol=pickle.HIGHEST_PROTOCOL)
+    (out / "format.json").write_text(json.dumps({"format": _FORMAT, "jar_size": jar_path.stat().st_size}))
+
+
+def _ensure_cache(jar_path: Path) -> Path:
+    target = cache_dir()
+    stamp = target / "format.json"
+    expected = {"format": _FORMAT, "jar_size": jar_path.stat().st_size}
+    if stamp.is_file() and json.loads(stamp.read_text()) == expected:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".meteor-build-", dir=target.parent))
+    try:
+        _build(jar_path, staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)  # another process may have won the race: both builds are identical
+    except OSError:
+        if not (stamp.is_file() and json.loads(stamp.read_text()) == expected):
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+@lru_cache(maxsize=1)
+def load_resources() -> MeteorResources:
+    """The resources of ``meteor-1.5.jar -l en`` (built into the cache on first use)."""
+    from .meteor import meteor_jar
+
+    root = _ensure_cache(meteor_jar())
+    with (root / "small.pkl").open("rb") as f:
+        small = pickle.load(f)
+    phrases = (root / "phrases.txt").read_text(encoding="utf-8").split("\n")
+    lengths = np.fromiter((p.count(" ") + 1 for p in phrases), dtype=np.int32, count=len(phrases))
+    return MeteorResources(
+        phrase_ids=dict(zip(phrases, range(len(phrases)))),
+        phrase_lengths=lengths,
+        pair_keys=np.load(root / "pair_keys.npy", mmap_mode="r"),
+        pair_entries=np.load(root / "pair_entries.npy", mmap_mode="r"),
+        max_phrase_length=int(lengths.max()),
+        **small,
+    )
