@@ -68,27 +68,36 @@ class _MeteorProcess:
     def score(self, lines: Sequence[str]) -> tuple[float, list[float]]:
         """Send the SCORE lines (pipelined), then the EVAL line; return (corpus, per-item)."""
         with self.lock:
-            payload = "".join(f"{line}\n" for line in lines).encode()
-            errors: list[BaseException] = []
-
-            def write() -> None:
-                try:
-                    self.proc.stdin.write(payload)
-                    self.proc.stdin.flush()
-                except BaseException as e:  # surfaced below, after reading what we can
-                    errors.append(e)
-
-            writer = threading.Thread(target=write, daemon=True)
-            writer.start()
-            stats = [self._readline() for _ in lines]
-            writer.join()
-            if errors:
-                raise MeteorUnavailableError(f"writing to the METEOR JVM failed: {errors[0]}")
+            stats = self._statistics(lines)
             self.proc.stdin.write(("EVAL ||| " + " ||| ".join(stats) + "\n").encode())
             self.proc.stdin.flush()
             per_item = [float(self._readline()) for _ in lines]
             corpus = float(self._readline())
         return corpus, per_item
+
+    def statistics(self, lines: Sequence[str]) -> list[str]:
+        """The jar's answers to the SCORE lines: one sufficient-statistics line each."""
+        with self.lock:
+            return self._statistics(lines)
+
+    def _statistics(self, lines: Sequence[str]) -> list[str]:
+        payload = "".join(f"{line}\n" for line in lines).encode()
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                self.proc.stdin.write(payload)
+                self.proc.stdin.flush()
+            except BaseException as e:  # surfaced below, after reading what we can
+                errors.append(e)
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        stats = [self._readline() for _ in lines]
+        writer.join()
+        if errors:
+            raise MeteorUnavailableError(f"writing to the METEOR JVM failed: {errors[0]}")
+        return stats
 
     def close(self) -> None:
         with self.lock:
@@ -164,9 +173,9 @@ class Meteor:
             raise ValueError("METEOR needs at least one item")
         lines = [score_line(res[k][0], gts[k]) for k in gts]
         if self.backend == "python":
-            from .meteor_align import corpus_score, score_line_stats, stats_score
+            from .meteor_align import corpus_score, score_lines, stats_score
 
-            stats = [score_line_stats(line) for line in lines]
+            stats = score_lines(lines)
             return corpus_score(stats), [stats_score(s) for s in stats]
         self._proc = _process()
         return self._proc.score(lines)

@@ -9,18 +9,20 @@ by the module weights) times a fragmentation penalty. Quirks of the jar kept for
 
 from __future__ import annotations
 
+import gc
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
 from .meteor_normalize import java_tokens, java_trim, normalize_line
-from .meteor_resources import MeteorResources, load_resources
+from .meteor_resources import PHRASE_HASH_MULTIPLIER, MeteorResources, load_resources
 from .snowball_english import stem
 
-__all__ = ["MeteorStats", "sentence_stats", "score_line_stats", "stats_score", "corpus_score", "stats_line"]
+__all__ = ["MeteorStats", "score_lines", "sentence_stats", "stats_score", "corpus_score", "stats_line"]
 
 ALPHA, BETA, GAMMA, DELTA = 0.85, 0.2, 0.6, 0.75  # Constants.PARAM_RANK, English (the default task)
 MODULE_WEIGHTS = (1.0, 0.6, 0.8, 0.6)  # Constants.WEIGHT_RANK, English: exact, stem, synonym, paraphrase
@@ -39,57 +41,22 @@ def java_hash(word: str) -> int:
     return h
 
 
-@dataclass(frozen=True)
-class _Match:
+class _Match(NamedTuple):
     start: int  # in the reference (line 2)
     length: int
     match_start: int  # in the hypothesis (line 1)
     match_length: int
     module: int
-    mask2: int = field(compare=False)
-    mask1: int = field(compare=False)
+    mask2: int  # reference words covered, as a bit mask
+    mask1: int  # hypothesis words covered
+    gain1: float  # search weight of the hypothesis words
+    gain2: float
 
 
 def _match(start: int, length: int, match_start: int, match_length: int, module: int) -> _Match:
-    return _Match(start, length, match_start, match_length, module,
-                  ((1 << length) - 1) << start, ((1 << match_length) - 1) << match_start)
-
-
-class _Path:
-    """A partial alignment; mutated in place as the jar does with its PartialAlignment objects."""
-
-    __slots__ = ("matches", "match_count", "matches1", "matches2", "all1", "all2", "chunks", "idx",
-                 "last_match_end", "distance", "used1", "used2")
-
-    def __init__(self, n2: int) -> None:
-        self.matches: list[_Match | None] = [None] * n2
-        self.match_count = self.matches1 = self.matches2 = self.all1 = self.all2 = 0
-        self.chunks = self.idx = self.distance = 0
-        self.last_match_end = -1
-        self.used1 = self.used2 = 0
-
-    def copy(self) -> "_Path":
-        other = _Path.__new__(_Path)
-        for name in _Path.__slots__:
-            setattr(other, name, getattr(self, name))
-        other.matches = list(self.matches)
-        return other
-
-    def take(self, m: _Match) -> None:
-        """Count match ``m`` (not its distance: the caller adds that, to the path the jar adds it to)."""
-        self.match_count += 1
-        # jar: int += double truncates, so a one-word stage-2..4 match adds nothing to the search score
-        self.matches1 = int(self.matches1 + m.match_length * SEARCH_WEIGHTS[m.module])
-        self.matches2 = int(self.matches2 + m.length * SEARCH_WEIGHTS[m.module])
-        self.all1 += m.match_length
-        self.all2 += m.length
-        if self.last_match_end != -1 and m.match_start != self.last_match_end:
-            self.chunks += 1
-        self.idx = m.start + m.length
-        self.last_match_end = m.match_start + m.match_length
-
-    def sort_key(self) -> tuple[int, int, int]:
-        return -(self.matches1 + self.matches2), self.chunks, self.distance
+    weight = SEARCH_WEIGHTS[module]
+    return _Match(start, length, match_start, match_length, module, ((1 << length) - 1) << start,
+                  ((1 << match_length) - 1) << match_start, match_length * weight, length * weight)
 
 
 @dataclass
@@ -107,11 +74,9 @@ class _Candidates:
 
 
 @lru_cache(maxsize=1 << 18)
-def _stem_key(word: str) -> int:
-    return java_hash(stem(word))
-
-
-def _synonym_sets(word: str, res: MeteorResources) -> frozenset[int]:
+def _synonym_sets(word: str) -> frozenset[int]:
+    """The word's WordNet synsets plus those of its base forms (irregular forms, else suffix rules)."""
+    res = load_resources()
     own = res.synsets.get(word, frozenset())
     bases = res.exception_bases.get(word)
     if bases is not None:
@@ -138,118 +103,227 @@ def _morph(word: str, res: MeteorResources) -> str:
     return ""
 
 
-def _phrases(words: list[str], res: MeteorResources) -> list[tuple[int, int, int]]:
-    """(start, length, phrase id) of every span that is a paraphrase-table phrase, by start then length."""
+def _find_phrases(sentences: list[tuple[str, ...]], res: MeteorResources) -> list[list[tuple[int, int, int]]]:
+    """Per sentence, (start, length, phrase id) of every span that is a paraphrase-table phrase, by start then
+    length. All sentences at once: rolling hashes of every span, looked up and then checked token by token."""
+    token_ids, owner, starts = [], [], []
+    for s, words in enumerate(sentences):
+        token_ids.extend(res.word_ids.get(w, -1) for w in words)
+        token_ids.append(-1)  # spans never cross sentences
+        owner.extend([s] * (len(words) + 1))
+        starts.extend(range(len(words) + 1))
+    tokens = np.array(token_ids, dtype=np.int64)
+    n, n_phrases = len(tokens), len(res.phrase_hashes)
+    valid = np.ones(n, dtype=bool)
+    hashed = np.zeros(n, dtype=np.uint64)
     found = []
-    for start in range(len(words)):
-        for length in range(1, min(res.max_phrase_length, len(words) - start) + 1):
-            pid = res.phrase_ids.get(" ".join(words[start:start + length]))
-            if pid is not None:
-                found.append((start, length, pid))
-    return found
+    for length in range(1, res.max_phrase_length + 1):
+        last = np.full(n, -1, dtype=np.int64)
+        last[: n - length + 1] = tokens[length - 1:]
+        valid &= last >= 0
+        if not valid.any():
+            break
+        hashed = hashed * np.uint64(PHRASE_HASH_MULTIPLIER) + (last + 1).astype(np.uint64)
+        spans = np.flatnonzero(valid)
+        span_hashes = hashed[spans].view(np.int64)
+        ids = np.minimum(np.searchsorted(res.phrase_hashes, span_hashes), n_phrases - 1)
+        hit = res.phrase_hashes[ids] == span_hashes
+        spans, ids = spans[hit], ids[hit]
+        offsets = res.phrase_offsets[ids]
+        same = res.phrase_offsets[ids + 1] - offsets == length
+        for k in range(length):
+            same &= res.phrase_tokens[np.minimum(offsets + k, len(res.phrase_tokens) - 1)] == tokens[spans + k]
+        found.append((spans[same], np.full(int(same.sum()), length), ids[same]))
+    per_sentence: list[list[tuple[int, int, int]]] = [[] for _ in sentences]
+    if found:
+        spans, lengths, ids = (np.concatenate(parts) for parts in zip(*found))
+        for span, length, pid in sorted(zip(spans.tolist(), lengths.tolist(), ids.tolist())):
+            per_sentence[owner[span]].append((starts[span], length, pid))
+    return per_sentence
 
 
-def _paraphrase_hits(sources, targets, res: MeteorResources) -> list[tuple[int, int, int, int, int]]:
-    """(source start, source length, table entry, target start, target length) for each table entry
-    (source phrase -> target phrase) found, in the jar's order: source start, length, entry, target start."""
-    if not sources or not targets:
-        return []
-    n_phrases = len(res.phrase_lengths)
-    src = np.array([s[2] for s in sources], dtype=np.int64)
-    tgt = np.array([t[2] for t in targets], dtype=np.int64)
-    keys = (src[:, None] * n_phrases + tgt[None, :]).ravel()
-    lo = np.searchsorted(res.pair_keys, keys, side="left")
-    hi = np.searchsorted(res.pair_keys, keys, side="right")
-    hits = []
-    for flat in np.flatnonzero(hi > lo).tolist():
-        s, t = divmod(flat, len(targets))
-        for entry in res.pair_entries[lo[flat]:hi[flat]].tolist():
-            hits.append((sources[s][0], sources[s][1], entry, targets[t][0], targets[t][1]))
-    hits.sort(key=lambda h: (h[0], h[1], h[2], h[3]))
-    return hits
+@dataclass(frozen=True)
+class _Sentence:
+    """Everything the matchers need about one normalized sentence, computed once per distinct text."""
+
+    words: tuple[str, ...]
+    keys: tuple[int, ...]  # jar: words are compared by String.hashCode
+    stem_keys: tuple[int, ...]
+    synonyms: tuple[frozenset[int], ...]
+    function: tuple[bool, ...]
+    positions_by_key: dict[int, list[int]]
+    positions_by_stem: dict[int, list[int]]
+    phrases: tuple[tuple[int, int, int], ...]  # (start, length, phrase id)
+    phrase_starts: dict[int, tuple[int, list[int]]]  # phrase id -> (length, starts)
 
 
-def _candidates(words1: list[str], words2: list[str], keys1: list[int], keys2: list[int], n_modules: int,
-                res: MeteorResources) -> _Candidates:
-    cand = _Candidates([[] for _ in words2], [0] * len(words1), [0] * len(words2))
-    pairs = [(j, i) for j in range(len(words2)) for i in range(len(words1))]
-    for j, i in pairs:
-        if keys1[i] == keys2[j]:
+def _positions(keys) -> dict[int, list[int]]:
+    positions: dict[int, list[int]] = {}
+    for i, key in enumerate(keys):
+        positions.setdefault(key, []).append(i)
+    return positions
+
+
+def _phrase_starts(phrases: list[tuple[int, int, int]]) -> dict[int, tuple[int, list[int]]]:
+    starts: dict[int, tuple[int, list[int]]] = {}
+    for start, length, pid in phrases:
+        starts.setdefault(pid, (length, []))[1].append(start)
+    return starts
+
+
+def _sentence(words: tuple[str, ...], phrases: list[tuple[int, int, int]], res: MeteorResources) -> _Sentence:
+    keys = tuple(java_hash(w) for w in words)
+    stem_keys = tuple(java_hash(stem(w)) for w in words)
+    return _Sentence(words, keys, stem_keys, tuple(_synonym_sets(w) for w in words),
+                     tuple(w.lower() in res.function_words for w in words), _positions(keys), _positions(stem_keys),
+                     tuple(phrases), _phrase_starts(phrases))
+
+
+def _paraphrase_pairs(phrase_ids: set[int], res: MeteorResources) -> dict[int, dict[int, list[int]]]:
+    """The table entries between phrases of this corpus: source id -> target id -> entries, in file order."""
+    if not phrase_ids:
+        return {}
+    ids = np.array(sorted(phrase_ids), dtype=np.int64)
+    n_phrases = len(res.phrase_hashes)
+    lo = np.searchsorted(res.pair_keys, ids * n_phrases)
+    hi = np.searchsorted(res.pair_keys, (ids + 1) * n_phrases)
+    counts = hi - lo
+    rows = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+    keys = np.asarray(res.pair_keys[rows])
+    keep = np.isin(keys % n_phrases, ids)
+    pairs: dict[int, dict[int, list[int]]] = {}
+    for key, entry in zip(keys[keep].tolist(), np.asarray(res.pair_entries[rows[keep]]).tolist()):
+        source, target = divmod(key, n_phrases)
+        pairs.setdefault(source, {}).setdefault(target, []).append(entry)
+    return pairs
+
+
+def _paraphrase_matches(hyp: _Sentence, ref: _Sentence, pairs: dict[int, dict[int, list[int]]]) -> list[_Match]:
+    """Paraphrase matches in the jar's order: reference phrases first (by start, length, table entry, hypothesis
+    start), then hypothesis phrases (by start, length, entry, reference start)."""
+    def found(source: _Sentence, target: _Sentence) -> list[tuple[int, int, int, int, int]]:
+        hits = []
+        for start, length, pid in source.phrases:
+            targets = pairs.get(pid)
+            if targets:
+                for target_id in targets.keys() & target.phrase_starts.keys():
+                    target_length, target_starts = target.phrase_starts[target_id]
+                    for entry in targets[target_id]:
+                        hits.extend((start, length, entry, t, target_length) for t in target_starts)
+        hits.sort(key=lambda h: h[:4])
+        return hits
+
+    return ([_match(j, length, i, match_length, PARAPHRASE) for j, length, _, i, match_length in found(ref, hyp)]
+            + [_match(j, length, i, match_length, PARAPHRASE) for i, match_length, _, j, length in found(hyp, ref)])
+
+
+def _candidates(hyp: _Sentence, ref: _Sentence, n_modules: int, pairs: dict) -> _Candidates:
+    """All matches of the stages in use, grouped by reference start in the order the jar adds them."""
+    cand = _Candidates([[] for _ in ref.words], [0] * len(hyp.words), [0] * len(ref.words))
+    for j, key in enumerate(ref.keys):
+        for i in hyp.positions_by_key.get(key, ()):
             cand.add(_match(j, 1, i, 1, EXACT))
-    if n_modules > STEM:
-        stems1 = [_stem_key(w) for w in words1]
-        stems2 = [_stem_key(w) for w in words2]
-        for j, i in pairs:
-            if stems1[i] == stems2[j] and keys1[i] != keys2[j]:
+    if n_modules == 1:
+        return cand
+    for j, stem_key in enumerate(ref.stem_keys):
+        for i in hyp.positions_by_stem.get(stem_key, ()):
+            if hyp.keys[i] != ref.keys[j]:
                 cand.add(_match(j, 1, i, 1, STEM))
-    if n_modules > SYNONYM:
-        syn1 = [_synonym_sets(w, res) for w in words1]
-        syn2 = [_synonym_sets(w, res) for w in words2]
-        for j, i in pairs:
-            if keys1[i] != keys2[j] and not syn1[i].isdisjoint(syn2[j]):
-                cand.add(_match(j, 1, i, 1, SYNONYM))
-    if n_modules > PARAPHRASE:
-        phrases1, phrases2 = _phrases(words1, res), _phrases(words2, res)
-        for j, length, _, i, match_length in _paraphrase_hits(phrases2, phrases1, res):
-            cand.add(_match(j, length, i, match_length, PARAPHRASE))
-        for i, match_length, _, j, length in _paraphrase_hits(phrases1, phrases2, res):
-            cand.add(_match(j, length, i, match_length, PARAPHRASE))
+    for j, synsets in enumerate(ref.synonyms):
+        if synsets:
+            for i, other in enumerate(hyp.synonyms):
+                if hyp.keys[i] != ref.keys[j] and not synsets.isdisjoint(other):
+                    cand.add(_match(j, 1, i, 1, SYNONYM))
+    for m in _paraphrase_matches(hyp, ref, pairs):
+        cand.add(m)
     return cand
 
 
-def _definite_start(cand: _Candidates, n2: int) -> _Path:
-    """Matches that are the only candidate for their words are fixed before the search."""
-    path = _Path(n2)
+def _definite_matches(cand: _Candidates) -> list[_Match | None]:
+    """Matches that are the only candidate for all their words are fixed before the search."""
+    fixed: list[_Match | None] = [None] * len(cand.by_start)
     for j, matches in enumerate(cand.by_start):
-        if len(matches) != 1:
-            continue
-        m = matches[0]
-        if all(cand.coverage2[j + k] == 1 for k in range(m.length)) and all(
-                cand.coverage1[m.match_start + k] == 1 for k in range(m.match_length)):
-            path.matches[j] = m
-            path.used2 |= m.mask2
-            path.used1 |= m.mask1
-    return path
+        if len(matches) == 1:
+            m = matches[0]
+            if all(cand.coverage2[j + k] == 1 for k in range(m.length)) and all(
+                    cand.coverage1[m.match_start + k] == 1 for k in range(m.match_length)):
+                fixed[j] = m
+    return fixed
 
 
-def _beam_search(cand: _Candidates, start: _Path, n2: int) -> _Path:
-    next_paths = [start]
+# A partial alignment is a list (mutated in place where the jar mutates its PartialAlignment objects):
+M1, M2, CHUNKS, DISTANCE, IDX, LAST_END, USED1, USED2, CHOSEN = range(9)
+
+
+def _rank(path: list) -> tuple[int, int, int]:
+    """Constants.PARTIAL_COMPARE_TOTAL: more (search-weighted) matched words, then fewer chunks, then less distance."""
+    return -(path[M1] + path[M2]), path[CHUNKS], path[DISTANCE]
+
+
+def _take(path: list, m: _Match) -> None:
+    # jar: int += double truncates, so a one-word stage-2..4 match adds nothing to the search score
+    path[M1] = int(path[M1] + m.gain1)
+    path[M2] = int(path[M2] + m.gain2)
+    if path[LAST_END] != -1 and m.match_start != path[LAST_END]:
+        path[CHUNKS] += 1
+    path[IDX] = m.start + m.length
+    path[LAST_END] = m.match_start + m.match_length
+
+
+def _beam_search(cand: _Candidates, fixed: list[_Match | None]) -> list[_Match | None]:
+    """Aligner.resolve: left to right over reference positions, keeping the best BEAM_SIZE partial alignments."""
+    n2 = len(fixed)
+    used1 = used2 = 0
+    for m in fixed:
+        if m is not None:
+            used1 |= m.mask1
+            used2 |= m.mask2
+    next_paths = [[0, 0, 0, 0, 0, -1, used1, used2, None]]
     for current in range(n2 + 1):
-        paths = sorted(next_paths, key=_Path.sort_key)
+        paths = sorted(next_paths, key=_rank)
         next_paths = []
         for path in paths[:BEAM_SIZE]:
             if current == n2:
-                if path.last_match_end != -1:
-                    path.chunks += 1
+                if path[LAST_END] != -1:
+                    path[CHUNKS] += 1
                 next_paths.append(path)
                 continue
-            if path.used2 >> current & 1:
-                if current < path.idx:
+            if path[USED2] >> current & 1:
+                if current < path[IDX]:
                     next_paths.append(path)
-                elif path.matches[path.idx] is not None:
-                    m = path.matches[path.idx]
-                    path.take(m)
-                    path.distance += abs(m.start - m.match_start)
+                elif fixed[path[IDX]] is not None:  # a chosen match always moves IDX past its words
+                    m = fixed[path[IDX]]
+                    _take(path, m)
+                    path[DISTANCE] += abs(m.start - m.match_start)
                     next_paths.append(path)
                 continue
             for m in cand.by_start[current]:
-                if path.used2 & m.mask2 or path.used1 & m.mask1:
+                if path[USED2] & m.mask2 or path[USED1] & m.mask1:
                     continue
-                extended = path.copy()
-                extended.used2 |= m.mask2
-                extended.used1 |= m.mask1
-                extended.matches[current] = m
-                extended.take(m)
-                path.distance += abs(m.start - m.match_start)  # jar: the distance goes to the parent path
+                extended = path[:]
+                extended[USED2] |= m.mask2
+                extended[USED1] |= m.mask1
+                extended[CHOSEN] = (m, path[CHOSEN])
+                _take(extended, m)
+                path[DISTANCE] += abs(m.start - m.match_start)  # jar: the distance goes to the parent path
                 next_paths.append(extended)
-            if path.last_match_end != -1:
-                path.chunks += 1
-                path.last_match_end = -1
-            path.idx += 1
+            if path[LAST_END] != -1:
+                path[CHUNKS] += 1
+                path[LAST_END] = -1
+            path[IDX] += 1
             next_paths.append(path)
         if not next_paths:
             next_paths.append(paths[0])
-    return min(next_paths, key=_Path.sort_key)
+    matches = list(fixed)
+    chosen = min(next_paths, key=_rank)[CHOSEN]
+    while chosen is not None:
+        m, chosen = chosen
+        matches[m.start] = m
+    return matches
+
+
+def _all_fixed(cand: _Candidates, fixed: list[_Match | None]) -> bool:
+    return sum(len(c) for c in cand.by_start) == sum(m is not None for m in fixed)
 
 
 def _count_chunks(matches: list[_Match | None]) -> int:
@@ -289,25 +363,22 @@ class MeteorStats:
         return sum(s[1] + s[3] for s in self.stage_matches)
 
 
-def align_stats(words1: list[str], words2: list[str], res: MeteorResources) -> MeteorStats:
-    """Statistics of the jar's best alignment of hypothesis ``words1`` to reference ``words2``."""
-    keys1 = [java_hash(w) for w in words1]
-    keys2 = [java_hash(w) for w in words2]
-    n_modules = 1 if keys1 == keys2 else 4  # jar: identical sentences use exact matching only
-    cand = _candidates(words1, words2, keys1, keys2, n_modules, res)
-    best = _beam_search(cand, _definite_start(cand, len(words2)), len(words2))
-    function1 = [w.lower() in res.function_words for w in words1]
-    function2 = [w.lower() in res.function_words for w in words2]
+def align_stats(hyp: _Sentence, ref: _Sentence, pairs: dict) -> MeteorStats:
+    """Statistics of the jar's best alignment of a hypothesis to a reference."""
+    n_modules = 1 if hyp.keys == ref.keys else 4  # jar: identical sentences use exact matching only
+    cand = _candidates(hyp, ref, n_modules, pairs)
+    fixed = _definite_matches(cand)
+    matches = fixed if _all_fixed(cand, fixed) else _beam_search(cand, fixed)
     counts = [[0, 0, 0, 0] for _ in range(4)]
-    for m in best.matches:
+    for m in matches:
         if m is None:
             continue
         for k in range(m.match_length):
-            counts[m.module][2 if function1[m.match_start + k] else 0] += 1
+            counts[m.module][2 if hyp.function[m.match_start + k] else 0] += 1
         for k in range(m.length):
-            counts[m.module][3 if function2[m.start + k] else 1] += 1
-    return MeteorStats(len(words1), len(words2), sum(function1), sum(function2),
-                       tuple(tuple(c) for c in counts), _count_chunks(best.matches))
+            counts[m.module][3 if ref.function[m.start + k] else 1] += 1
+    return MeteorStats(len(hyp.words), len(ref.words), sum(hyp.function), sum(ref.function),
+                       tuple(tuple(c) for c in counts), _count_chunks(matches))
 
 
 def _java_div(a: float, b: float) -> float:
@@ -384,30 +455,48 @@ def _java_double(value: int) -> str:
     return f"{digits[0]}.{digits[1:] or '0'}E{len(str(value)) - 1}"
 
 
-@lru_cache(maxsize=1 << 16)
-def _normalized_words(text: str) -> tuple[str, ...]:
-    return tuple(java_tokens(normalize_line(text, load_resources().nonbreaking_prefixes)))
-
-
-def score_line_stats(line: str) -> MeteorStats:
-    """What the jar answers to ``SCORE ||| ref ||| ... ||| hypothesis`` (the best reference's statistics)."""
+def _parse_score_line(line: str) -> tuple[str, list[str]]:
+    """Hypothesis and references of a SCORE line, split and trimmed as the jar does."""
     parts = _SCORE_SEPARATOR.split(line)
     while parts and parts[-1] == "":  # Java's String.split drops trailing empty strings
         parts.pop()
     if len(parts) < 3:
         raise ValueError(f"a METEOR SCORE line needs a hypothesis and at least one reference: {line!r}")
+    return java_trim(parts[-1]), [java_trim(p) for p in parts[1:-1]]
+
+
+def score_lines(lines: list[str]) -> list[MeteorStats]:
+    """What the jar answers to each ``SCORE ||| ref ||| ... ||| hypothesis`` line: the statistics of the
+    reference whose alignment scores best (the first of equals)."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the scoring allocates many small acyclic objects; collections would scan the resources each time
+    try:
+        return _score_lines(lines)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _score_lines(lines: list[str]) -> list[MeteorStats]:
     res = load_resources()
-    hypothesis = list(_normalized_words(java_trim(parts[-1])))
-    best, best_score = None, -1.0
-    for reference in parts[1:-1]:
-        stats = align_stats(hypothesis, list(_normalized_words(java_trim(reference))), res)
-        score = stats_score(stats)
-        if score > best_score:
-            best, best_score = stats, score
-    return best
+    items = [_parse_score_line(line) for line in lines]
+    texts = list(dict.fromkeys(text for hyp, refs in items for text in (hyp, *refs)))
+    words = [tuple(java_tokens(normalize_line(t, res.nonbreaking_prefixes))) for t in texts]
+    sentences = {t: _sentence(w, p, res) for t, w, p in zip(texts, words, _find_phrases(words, res))}
+    pairs = _paraphrase_pairs({pid for s in sentences.values() for _, _, pid in s.phrases}, res)
+    out = []
+    for hyp, refs in items:
+        best, best_score = None, -1.0
+        for ref in refs:
+            stats = align_stats(sentences[hyp], sentences[ref], pairs)
+            score = stats_score(stats)
+            if score > best_score:
+                best, best_score = stats, score
+        out.append(best)
+    return out
 
 
 def sentence_stats(hypothesis: str, references: list[str]) -> MeteorStats:
     from .meteor import score_line
 
-    return score_line_stats(score_line(hypothesis, references))
+    return score_lines([score_line(hypothesis, references)])[0]

@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["MeteorResources", "load_resources", "cache_dir"]
 
-_FORMAT = 1  # bump when the cached layout changes
+_FORMAT = 2  # bump when the cached layout changes
 _JAVA_DELIMITERS = re.compile("[ \t\n\r\f]+")  # java.util.StringTokenizer's default delimiters
 
 
@@ -35,11 +35,23 @@ class MeteorResources:
     nonbreaking_prefixes: dict[str, bool]  # prefix -> only before a number
     synsets: dict[str, frozenset[int]]  # word -> WordNet synset ids
     exception_bases: dict[str, tuple[str, ...]]  # irregular form -> base forms, in file order
-    phrase_ids: dict[str, int]  # paraphrase-table phrase (space-joined tokens) -> id
-    phrase_lengths: np.ndarray  # id -> number of tokens
+    word_ids: dict[str, int]  # paraphrase-table token -> id
+    phrase_hashes: np.ndarray  # sorted extend_phrase_hash() of every table phrase; a phrase's id is its position
+    phrase_offsets: np.ndarray  # id -> start of its token ids in phrase_tokens (one more entry at the end)
+    phrase_tokens: np.ndarray  # the token ids of all phrases, concatenated
     pair_keys: np.ndarray  # sorted int64 ref_id * n_phrases + paraphrase_id, one per table entry
     pair_entries: np.ndarray  # table line order of each key (the order the jar tries paraphrases in)
     max_phrase_length: int
+
+
+PHRASE_HASH_MULTIPLIER = 0x9E3779B97F4A7C15
+_MASK64 = (1 << 64) - 1
+
+
+def extend_phrase_hash(hashed: int, token_id: int) -> int:
+    """Rolling 64-bit hash of a phrase's token ids (as int64), extended by one token."""
+    value = (((hashed & _MASK64) * PHRASE_HASH_MULTIPLIER + token_id + 1) & _MASK64)
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def cache_dir() -> Path:
@@ -103,11 +115,30 @@ def _build(jar_path: Path, out: Path) -> None:
         small = {"function_words": _function_words(jar), "nonbreaking_prefixes": _nonbreaking_prefixes(jar),
                  "synsets": synsets, "exception_bases": bases}
     phrases, refs, pars = _paraphrases(jar_path.parent / "data" / "paraphrase-en.gz")
-    keys = refs * len(phrases) + pars
+    word_ids: dict[str, int] = {}
+    tokens = [[word_ids.setdefault(w, len(word_ids)) for w in p.split(" ")] for p in phrases]
+    hashes = np.empty(len(phrases), dtype=np.int64)
+    for i, ids in enumerate(tokens):
+        hashed = 0
+        for token in ids:
+            hashed = extend_phrase_hash(hashed, token)
+        hashes[i] = hashed
+    by_hash = np.argsort(hashes, kind="stable")
+    if np.any(np.diff(hashes[by_hash]) == 0):
+        raise RuntimeError("two METEOR paraphrase phrases share a hash; change PHRASE_HASH_MULTIPLIER")
+    new_id = np.empty_like(by_hash)
+    new_id[by_hash] = np.arange(len(by_hash))
+    lengths = np.array([len(tokens[i]) for i in by_hash], dtype=np.int64)
+    np.save(out / "phrase_hashes.npy", hashes[by_hash])
+    np.save(out / "phrase_offsets.npy", np.concatenate(([0], np.cumsum(lengths))))
+    np.save(out / "phrase_tokens.npy", np.fromiter((t for i in by_hash for t in tokens[i]), dtype=np.int32,
+                                                   count=int(lengths.sum())))
+    keys = new_id[refs] * len(phrases) + new_id[pars]
     order = np.argsort(keys, kind="stable")
     np.save(out / "pair_keys.npy", keys[order])
     np.save(out / "pair_entries.npy", order.astype(np.int32))
-    (out / "phrases.txt").write_text("\n".join(phrases), encoding="utf-8")
+    small["word_ids"] = word_ids
+    small["max_phrase_length"] = int(lengths.max())
     with (out / "small.pkl").open("wb") as f:
         pickle.dump(small, f, protocol=pickle.HIGHEST_PROTOCOL)
     (out / "format.json").write_text(json.dumps({"format": _FORMAT, "jar_size": jar_path.stat().st_size}))
@@ -142,13 +173,6 @@ def load_resources() -> MeteorResources:
     root = _ensure_cache(meteor_jar())
     with (root / "small.pkl").open("rb") as f:
         small = pickle.load(f)
-    phrases = (root / "phrases.txt").read_text(encoding="utf-8").split("\n")
-    lengths = np.fromiter((p.count(" ") + 1 for p in phrases), dtype=np.int32, count=len(phrases))
-    return MeteorResources(
-        phrase_ids=dict(zip(phrases, range(len(phrases)))),
-        phrase_lengths=lengths,
-        pair_keys=np.load(root / "pair_keys.npy", mmap_mode="r"),
-        pair_entries=np.load(root / "pair_entries.npy", mmap_mode="r"),
-        max_phrase_length=int(lengths.max()),
-        **small,
-    )
+    arrays = {name: np.load(root / f"{name}.npy", mmap_mode="r")
+              for name in ("phrase_hashes", "phrase_offsets", "phrase_tokens", "pair_keys", "pair_entries")}
+    return MeteorResources(**arrays, **small)
