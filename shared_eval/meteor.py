@@ -1,6 +1,7 @@
-"""METEOR 1.5 through pycocoevalcap's jar, with one long-lived JVM per Python process.
+"""METEOR 1.5 (coco-caption's ``-l en -norm``): in Python by default, or through pycocoevalcap's jar.
 
-The jar is driven exactly as coco-caption does (``SCORE ||| refs ||| hyp`` lines, then one ``EVAL`` line whose
+``Meteor()`` computes the jar's numbers in Python (shared_eval.meteor_align; no Java). ``Meteor(backend="java")``
+is the oracle, with one long-lived JVM per Python process. The jar is driven exactly as coco-caption does (``SCORE ||| refs ||| hyp`` lines, then one ``EVAL`` line whose
 answer holds the per-item scores and the corpus score computed from summed statistics), but the SCORE lines
 of a call are pipelined instead of sent one round trip at a time, and the JVM (20-40 s to start, as it
 loads the paraphrase table) is started once and reused by every ``Meteor`` instance.
@@ -152,11 +153,11 @@ BACKENDS = ("java", "python")
 class Meteor:
     """pycocoevalcap-compatible METEOR: ``compute_score(gts, res) -> (corpus, per-item list)``.
 
-    ``backend="java"`` drives the jar (the oracle); ``backend="python"`` computes the same numbers without Java
-    (shared_eval.meteor_align), reading the jar's resources from a disk cache built on first use.
+    ``backend="python"`` (default) computes the jar's numbers without Java (shared_eval.meteor_align), reading the
+    jar's resources from a disk cache built on first use; ``backend="java"`` drives the jar (the oracle).
     """
 
-    def __init__(self, backend: str = "java") -> None:
+    def __init__(self, backend: str = "python") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"Meteor backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend

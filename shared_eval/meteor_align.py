@@ -455,6 +455,13 @@ def _java_double(value: int) -> str:
     return f"{digits[0]}.{digits[1:] or '0'}E{len(str(value)) - 1}"
 
 
+def reset_caches() -> None:
+    """Forget the loaded resources and the per-word caches, as in a fresh process (for timing cold starts)."""
+    load_resources.cache_clear()
+    for cached in (java_hash, stem, _synonym_sets):
+        cached.cache_clear()
+
+
 def _parse_score_line(line: str) -> tuple[str, list[str]]:
     """Hypothesis and references of a SCORE line, split and trimmed as the jar does."""
     parts = _SCORE_SEPARATOR.split(line)
