@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -251,19 +252,17 @@ def _definite_matches(cand: _Candidates) -> list[_Match | None]:
     return fixed
 
 
-# A partial alignment is a list (mutated in place where the jar mutates its PartialAlignment objects):
-M1, M2, CHUNKS, DISTANCE, IDX, LAST_END, USED1, USED2, CHOSEN = range(9)
-
-
-def _rank(path: list) -> tuple[int, int, int]:
-    """Constants.PARTIAL_COMPARE_TOTAL: more (search-weighted) matched words, then fewer chunks, then less distance."""
-    return -(path[M1] + path[M2]), path[CHUNKS], path[DISTANCE]
+# A partial alignment is a list (mutated in place where the jar mutates its PartialAlignment objects).
+NEG_SCORE, CHUNKS, DISTANCE, M1, M2, IDX, LAST_END, USED1, USED2, CHOSEN = range(10)
+# Constants.PARTIAL_COMPARE_TOTAL: more (search-weighted) matched words, then fewer chunks, then less distance
+_rank = itemgetter(NEG_SCORE, CHUNKS, DISTANCE)
 
 
 def _take(path: list, m: _Match) -> None:
     # jar: int += double truncates, so a one-word stage-2..4 match adds nothing to the search score
     path[M1] = int(path[M1] + m.gain1)
     path[M2] = int(path[M2] + m.gain2)
+    path[NEG_SCORE] = -(path[M1] + path[M2])
     if path[LAST_END] != -1 and m.match_start != path[LAST_END]:
         path[CHUNKS] += 1
     path[IDX] = m.start + m.length
@@ -278,7 +277,7 @@ def _beam_search(cand: _Candidates, fixed: list[_Match | None]) -> list[_Match |
         if m is not None:
             used1 |= m.mask1
             used2 |= m.mask2
-    next_paths = [[0, 0, 0, 0, 0, -1, used1, used2, None]]
+    next_paths = [[0, 0, 0, 0, 0, 0, -1, used1, used2, None]]
     for current in range(n2 + 1):
         paths = sorted(next_paths, key=_rank)
         next_paths = []
