@@ -144,22 +144,25 @@ def _build(jar_path: Path, out: Path) -> None:
     (out / "format.json").write_text(json.dumps({"format": _FORMAT, "jar_size": jar_path.stat().st_size}))
 
 
-def _ensure_cache(jar_path: Path) -> Path:
-    target = cache_dir()
+def _cache_is_current(target: Path, jar_path: Path) -> bool:
     stamp = target / "format.json"
     expected = {"format": _FORMAT, "jar_size": jar_path.stat().st_size}
-    if stamp.is_file() and json.loads(stamp.read_text()) == expected:
+    return stamp.is_file() and json.loads(stamp.read_text()) == expected
+
+
+def _ensure_cache(jar_path: Path) -> Path:
+    """The cache folder, built first if missing or stale (in a staging folder, renamed when complete)."""
+    target = cache_dir()
+    if _cache_is_current(target, jar_path):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".meteor-build-", dir=target.parent))
     try:
         _build(jar_path, staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)  # another process may have won the race: both builds are identical
-    except OSError:
-        if not (stamp.is_file() and json.loads(stamp.read_text()) == expected):
-            raise
+        if not _cache_is_current(target, jar_path):  # else another process finished first: keep its copy
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
