@@ -13,7 +13,6 @@ import io
 import json
 import os
 import pickle
-import re
 import shutil
 import tempfile
 import zipfile
@@ -23,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .meteor_normalize import java_tokens
+
 __all__ = ["MeteorResources", "load_resources", "cache_dir"]
 
 _FORMAT = 2  # bump when the cached layout changes
-_JAVA_DELIMITERS = re.compile("[ \t\n\r\f]+")  # java.util.StringTokenizer's default delimiters
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,6 @@ def cache_dir() -> Path:
     return root / "meteor-1.5"
 
 
-def _java_tokens(line: str) -> list[str]:
-    return [token for token in _JAVA_DELIMITERS.split(line) if token]
-
-
 def _read_lines(data: bytes) -> list[str]:
     """Lines as java.io.BufferedReader splits them (\\n, \\r or \\r\\n)."""
     text = data.decode("utf-8")
@@ -76,7 +72,7 @@ def _function_words(jar: zipfile.ZipFile) -> frozenset[str]:
 def _nonbreaking_prefixes(jar: zipfile.ZipFile) -> dict[str, bool]:
     prefixes: dict[str, bool] = {}
     for line in _read_lines(jar.read("nonbreaking/english.prefixes")):
-        tokens = _java_tokens(line)
+        tokens = java_tokens(line)
         if not tokens or tokens[0].startswith("#"):
             continue
         prefixes[tokens[0]] = len(tokens) > 1 and tokens[1] == "#NUMERIC_ONLY#"
@@ -87,10 +83,10 @@ def _synonyms(jar: zipfile.ZipFile) -> tuple[dict[str, frozenset[int]], dict[str
     bases: dict[str, list[str]] = {}
     lines = _read_lines(jar.read("synonym/english.exceptions"))
     for base, forms in zip(lines[0::2], lines[1::2]):
-        for form in _java_tokens(forms):
+        for form in java_tokens(forms):
             bases.setdefault(form, []).append(base)
     lines = _read_lines(jar.read("synonym/english.synsets"))
-    synsets = {word: frozenset(int(t) for t in _java_tokens(ids)) for word, ids in zip(lines[0::2], lines[1::2])}
+    synsets = {word: frozenset(int(t) for t in java_tokens(ids)) for word, ids in zip(lines[0::2], lines[1::2])}
     return synsets, {form: tuple(b) for form, b in bases.items()}
 
 
@@ -102,8 +98,8 @@ def _paraphrases(table: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     with gzip.open(table, "rb") as f:
         lines = io.TextIOWrapper(f, encoding="utf-8", newline=None)
         for _probability in lines:
-            ref = " ".join(_java_tokens(next(lines).rstrip("\n")))
-            par = " ".join(_java_tokens(next(lines).rstrip("\n")))
+            ref = " ".join(java_tokens(next(lines).rstrip("\n")))
+            par = " ".join(java_tokens(next(lines).rstrip("\n")))
             refs.append(ids.setdefault(ref, len(ids)))
             pars.append(ids.setdefault(par, len(ids)))
     return list(ids), np.asarray(refs, dtype=np.int64), np.asarray(pars, dtype=np.int64)
