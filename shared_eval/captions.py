@@ -57,7 +57,7 @@ def evaluate_with_images(gts: Mapping, res: Mapping, *, tokenized: bool = False,
     if gts.keys() != res.keys():
         raise ValueError(f"gts and res must have the same keys ({len(gts.keys() - res.keys())} only in gts, "
                          f"{len(res.keys() - gts.keys())} only in res)")
-    meteor_scorer = Meteor() if meteor else None  # start the JVM first: it loads while the rest runs
+    meteor_scorer = Meteor() if meteor else None  # loads (or on first use builds) its resource cache
     if not tokenized:
         tok = PTBTokenizer()
         gts, res = tok.tokenize(gts), tok.tokenize(res)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="coco-caption evaluation (pycocoevalcap-exact numbers)")
     parser.add_argument("--annotations", required=True, help="COCO caption annotation json (references)")
     parser.add_argument("--results", required=True, help="results json: [{'image_id': ..., 'caption': ...}]")
-    parser.add_argument("--no-meteor", action="store_true", help="skip METEOR (no Java needed)")
+    parser.add_argument("--no-meteor", action="store_true", help="skip METEOR")
     parser.add_argument("--spice", action="store_true", help="also compute SPICE (needs Stanford CoreNLP 3.6.0)")
     parser.add_argument("--out", help="also write the scores to this json file")
     args = parser.parse_args(argv)

@@ -1,6 +1,7 @@
-"""METEOR 1.5 through pycocoevalcap's jar, with one long-lived JVM per Python process.
+"""METEOR 1.5 (coco-caption's ``-l en -norm``): in Python by default, or through pycocoevalcap's jar.
 
-The jar is driven exactly as coco-caption does (``SCORE ||| refs ||| hyp`` lines, then one ``EVAL`` line whose
+``Meteor()`` computes the jar's numbers in Python (shared_eval.meteor_align; no Java). ``Meteor(backend="java")``
+is the oracle, with one long-lived JVM per Python process. The jar is driven exactly as coco-caption does (``SCORE ||| refs ||| hyp`` lines, then one ``EVAL`` line whose
 answer holds the per-item scores and the corpus score computed from summed statistics), but the SCORE lines
 of a call are pipelined instead of sent one round trip at a time, and the JVM (20-40 s to start, as it
 loads the paraphrase table) is started once and reused by every ``Meteor`` instance.
@@ -68,27 +69,36 @@ class _MeteorProcess:
     def score(self, lines: Sequence[str]) -> tuple[float, list[float]]:
         """Send the SCORE lines (pipelined), then the EVAL line; return (corpus, per-item)."""
         with self.lock:
-            payload = "".join(f"{line}\n" for line in lines).encode()
-            errors: list[BaseException] = []
-
-            def write() -> None:
-                try:
-                    self.proc.stdin.write(payload)
-                    self.proc.stdin.flush()
-                except BaseException as e:  # surfaced below, after reading what we can
-                    errors.append(e)
-
-            writer = threading.Thread(target=write, daemon=True)
-            writer.start()
-            stats = [self._readline() for _ in lines]
-            writer.join()
-            if errors:
-                raise MeteorUnavailableError(f"writing to the METEOR JVM failed: {errors[0]}")
+            stats = self._statistics(lines)
             self.proc.stdin.write(("EVAL ||| " + " ||| ".join(stats) + "\n").encode())
             self.proc.stdin.flush()
             per_item = [float(self._readline()) for _ in lines]
             corpus = float(self._readline())
         return corpus, per_item
+
+    def statistics(self, lines: Sequence[str]) -> list[str]:
+        """The jar's answers to the SCORE lines: one sufficient-statistics line each."""
+        with self.lock:
+            return self._statistics(lines)
+
+    def _statistics(self, lines: Sequence[str]) -> list[str]:
+        payload = "".join(f"{line}\n" for line in lines).encode()
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                self.proc.stdin.write(payload)
+                self.proc.stdin.flush()
+            except BaseException as e:  # surfaced below, after reading what we can
+                errors.append(e)
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        stats = [self._readline() for _ in lines]
+        writer.join()
+        if errors:
+            raise MeteorUnavailableError(f"writing to the METEOR JVM failed: {errors[0]}")
+        return stats
 
     def close(self) -> None:
         with self.lock:
@@ -137,17 +147,37 @@ def score_line(hypothesis: str, references: Sequence[str]) -> str:
     return " ||| ".join(("SCORE", " ||| ".join(references), hypothesis))
 
 
-class Meteor:
-    """pycocoevalcap-compatible METEOR: ``compute_score(gts, res) -> (corpus, per-item list)``."""
+BACKENDS = ("java", "python")
 
-    def __init__(self) -> None:
-        self._proc = _process()  # start (or reuse) the JVM now, as pycocoevalcap's constructor does
+
+class Meteor:
+    """pycocoevalcap-compatible METEOR: ``compute_score(gts, res) -> (corpus, per-item list)``.
+
+    ``backend="python"`` (default) computes the jar's numbers without Java (shared_eval.meteor_align), reading the
+    jar's resources from a disk cache built on first use; ``backend="java"`` drives the jar (the oracle).
+    """
+
+    def __init__(self, backend: str = "python") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"Meteor backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
+        if backend == "java":
+            self._proc = _process()  # start (or reuse) the JVM now, as pycocoevalcap's constructor does
+        else:
+            from .meteor_resources import load_resources
+
+            load_resources()
 
     def compute_score(self, gts: Mapping, res: Mapping):
         _check(gts, res)
         if not gts:
             raise ValueError("METEOR needs at least one item")
         lines = [score_line(res[k][0], gts[k]) for k in gts]
+        if self.backend == "python":
+            from .meteor_align import corpus_score, score_lines, stats_score
+
+            stats = score_lines(lines)
+            return corpus_score(stats), [stats_score(s) for s in stats]
         self._proc = _process()
         return self._proc.score(lines)
 

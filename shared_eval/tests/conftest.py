@@ -1,4 +1,4 @@
-"""Test set-up: import this worktree's shared_eval, load the real caption inputs, share one METEOR JVM."""
+"""Test set-up: import this worktree's shared_eval, load the real caption inputs, share one METEOR scorer."""
 
 import csv
 import json
@@ -125,7 +125,7 @@ def tokenized_sets(raw_sets):
 
 @pytest.fixture(scope="session")
 def meteor():
-    """One METEOR scorer (one JVM, 20-40 s to start) for the whole session."""
+    """One METEOR scorer (the default, Python backend) for the whole session."""
     from shared_eval.captions import Meteor
 
     return Meteor()

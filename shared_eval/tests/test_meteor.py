@@ -1,4 +1,6 @@
-"""METEOR through the long-lived JVM (one per session: the `meteor` fixture)."""
+"""METEOR's interface: the default (Python) backend, the jar backend's one JVM per process, input checks."""
+
+import shutil
 
 import pytest
 
@@ -12,13 +14,32 @@ def test_demo_meteor_equals_pycocoevalcap(meteor, tokenized_sets):
     assert abs(sum(items) / len(items) - 0.200233) < 5e-7  # the item mean differs from the corpus score
 
 
-def test_meteor_reuses_one_jvm(meteor, tokenized_sets):
+def test_meteor_jar_backend_reuses_one_jvm(tokenized_sets):
     from shared_eval.captions import Meteor
 
-    assert Meteor()._proc is meteor._proc
+    if shutil.which("java") is None:
+        pytest.skip("the jar backend needs Java")
+    jar = Meteor(backend="java")
+    assert Meteor(backend="java")._proc is jar._proc
     gts, res = tokenized_sets["aac1"]
-    first = meteor.compute_score(gts, res)
-    assert Meteor().compute_score(gts, res) == first
+    first = jar.compute_score(gts, res)
+    assert Meteor(backend="java").compute_score(gts, res) == first
+
+
+def test_default_backend_needs_no_java(monkeypatch, tokenized_sets):
+    from shared_eval import meteor as meteor_module
+    from shared_eval.captions import Meteor
+
+    monkeypatch.setattr(meteor_module, "_PROCESS", None)
+    monkeypatch.setattr(meteor_module.shutil, "which", lambda name: None)
+    scorer = Meteor()
+    assert scorer.backend == "python"
+    gts, res = tokenized_sets["spot"]
+    corpus, _ = scorer.compute_score(gts, res)
+    assert corpus == 0.16304236403902536  # the jar's answer (OpenJDK 17)
+    assert meteor_module._PROCESS is None
+    with pytest.raises(ValueError, match="backend"):
+        Meteor(backend="jar")
 
 
 def test_meteor_rejects_bad_input(meteor):
@@ -43,4 +64,4 @@ def test_missing_java_is_one_clear_error(monkeypatch, meteor):
     monkeypatch.setattr(meteor_module, "_PROCESS", None)  # restored after the test: the session JVM survives
     monkeypatch.setattr(meteor_module.shutil, "which", lambda name: None)
     with pytest.raises(MeteorUnavailableError, match="needs Java"):
-        Meteor()
+        Meteor(backend="java")
