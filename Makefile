@@ -25,13 +25,14 @@ help: ## list every target
 	done
 
 $(STAMP): requirements.txt shared_eval/pyproject.toml
-	@command -v java >/dev/null || echo "WARNING: java not found: METEOR and the PTB tokenizer oracle need it. Install it with: apt-get install -y default-jre-headless"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools==80.9.0
 	$(PY) -m pip install -q -r requirements.txt
 	# visdom 0.2.4 ships only as an sdist whose setup needs pkg_resources (setuptools, installed above).
 	$(PY) -m pip install -q --no-build-isolation visdom==0.2.4
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e shared_eval
+	# METEOR's resources (paraphrase table, synonyms) read once from the jar pycocoevalcap ships, cached on disk (~40 s)
+	$(PY) -c "from shared_eval.meteor_resources import load_resources; load_resources()"
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv (Python 3.11) with every dependency; re-runs only when requirements.txt changes

@@ -2,12 +2,16 @@
 
 import logging
 import random
+import shutil
 
 import pytest
 from fuzz_captions import fuzz_captions
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer as JavaPTBTokenizer
 
 from shared_eval.captions import PTBTokenizer, tokenize
+
+pytestmark = pytest.mark.skipif(shutil.which("java") is None,
+                                reason="the oracle, pycocoevalcap's PTB tokenizer, needs Java")
 
 
 def java_tokenize(captions: list[str]) -> list[str]:
