@@ -21,6 +21,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long test, skipped unless --runslow")
+    config.addinivalue_line("markers", "parity: compares with the original's outputs or checks batch invariance "
+                                       "(make test-portability reruns these under other CPU capabilities)")
 
 
 def pytest_collection_modifyitems(config, items):
