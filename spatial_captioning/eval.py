@@ -11,12 +11,13 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 import torch
 
 import models
 from dataloader import DataError, DataLoader
-from eval_utils import eval_split
+from eval_utils import eval_split, load_references, write_json
 from misc.checkpoint import CheckpointError, load_pickle, load_state_dict
 from misc.losses import LanguageModelCriterion
 
@@ -107,11 +108,40 @@ def build_loader(opt: argparse.Namespace):
     return DataLoader(opt, opt.split, length=opt.num_images)
 
 
+def writable_dir(path: str, why: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create {path}/ for {why} ({err.strerror}): run eval.py from a folder you can write "
+                        "to") from None
+    if not os.access(path, os.W_OK):
+        raise DataError(f"{path}/ is not writable ({why}): run eval.py from a folder you can write to")
+
+
+def check_inputs(opt: argparse.Namespace) -> None:
+    """Every file and folder the run reads or writes, checked before the first image is decoded."""
+    if not os.path.isfile(opt.model):
+        raise CheckpointError(f"--model {opt.model or '(none given)'} not found: pass the model.pth of a training run")
+    if opt.image_root and not os.path.isdir(opt.image_root):
+        raise DataError(f"--image_root {opt.image_root} is not a directory: pass the folder holding the images' "
+                        "file_path (e.g. the COCO image root)")
+    if opt.language_eval == 1:
+        load_references(opt.ann_file)  # raises with the fix when missing or not COCO captions
+        writable_dir("eval_results", "the --language_eval results")
+    if opt.dump_json == 1 or opt.dump_images == 1:
+        writable_dir("vis", "--dump_json/--dump_images")
+
+
 def run(opt: argparse.Namespace) -> tuple[float, list[dict], dict | None]:
     if not os.path.isfile(opt.infos_path):
-        raise CheckpointError(f"--infos_path {opt.infos_path} not found")
+        raise CheckpointError(f"--infos_path {opt.infos_path or '(none given)'} not found: pass the infos_<id>.pkl of a "
+                              "training run")
     infos = load_pickle(opt.infos_path)
+    if not isinstance(infos, dict) or not {"opt", "vocab"} <= infos.keys():
+        raise CheckpointError(f"--infos_path {opt.infos_path} holds no 'opt'/'vocab': pass the infos_<id>.pkl "
+                              "written by train.py")
     opt = merge_options(opt, infos)
+    check_inputs(opt)
     vocab = infos["vocab"]
     device = torch.device("cuda" if opt.device == "cuda" and torch.cuda.is_available() else "cpu")
     loader = build_loader(opt)
@@ -128,10 +158,7 @@ def run(opt: argparse.Namespace) -> tuple[float, list[dict], dict | None]:
     if lang_stats:
         log.info("%s", json.dumps(lang_stats))
     if opt.dump_json == 1:
-        os.makedirs("vis", exist_ok=True)
-        with open("vis/vis.json.tmp", "w") as f:
-            json.dump(predictions, f)
-        os.replace("vis/vis.json.tmp", "vis/vis.json")
+        write_json(predictions, "vis/vis.json")
     return loss, predictions, lang_stats
 
 
@@ -141,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(opt)
     except (DataError, CheckpointError, FileNotFoundError) as err:
-        raise SystemExit(f"eval.py: {err}") from None
+        print(f"eval.py: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

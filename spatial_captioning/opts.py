@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 
 def str2bool(v: str) -> bool:
@@ -114,7 +115,8 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     """The original's checks, as one-line errors; spatial_pe switches the grid encoding on."""
     def need(cond: bool, msg: str) -> None:
         if not cond:
-            raise SystemExit(f"opts: {msg}")
+            print(f"opts: {msg}", file=sys.stderr)
+            raise SystemExit(2)  # a usage error, as argparse's own
 
     if args.caption_model == "spatial_pe":
         args.use_grid = True

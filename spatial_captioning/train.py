@@ -21,7 +21,7 @@ import models
 import opts
 from dataloader import DataError, DataLoader
 from engine import scst_loss, xe_loss
-from eval_utils import eval_split
+from eval_utils import eval_split, load_references
 from misc import optim as optim_utils
 from misc.checkpoint import (CheckpointError, find_infos, find_model, load_pickle, load_state_dict, save_pickle,
                              save_torch)
@@ -93,6 +93,8 @@ def train(opt: argparse.Namespace) -> dict:
     if not main_proc:
         logging.getLogger().setLevel(logging.WARNING)
     seed_everything(opt.seed + rank)
+    if opt.language_eval == 1:
+        load_references(opt.ann_file)  # validation needs it: a missing file must stop the run before training
     infos, histories = load_resume(opt) if opt.start_from else ({}, {})
 
     train_loader = DataLoader(opt, "train", infos.get("train"), rank=rank, world_size=world)
@@ -239,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         train(opt)
     except (DataError, CheckpointError, FileNotFoundError) as err:
-        raise SystemExit(f"train.py: {err}") from None
+        print(f"train.py: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

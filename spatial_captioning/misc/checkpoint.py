@@ -41,8 +41,14 @@ def save_pickle(obj: Any, path: str) -> None:
 
 
 def load_pickle(path: str) -> Any:
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    """A pickle written by train.py; anything else (a .pth, a truncated file) is a CheckpointError naming it."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, KeyError, TypeError,
+            ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is not a pickle written by train.py ({type(err).__name__}: {err}): pass the "
+                              "infos_<id>.pkl / histories_<id>.pkl of a training run") from None
 
 
 def find_infos(directory: str, run_id: str) -> str:
