@@ -18,12 +18,12 @@ import torch
 import models
 from dataloader import DataError, DataLoader
 from eval_utils import eval_split, load_references, write_json
-from misc.checkpoint import CheckpointError, load_pickle, load_state_dict
+from misc.checkpoint import CheckpointError, ensure_writable_dir, load_pickle, load_state_dict
 from misc.losses import LanguageModelCriterion
 
 log = logging.getLogger("eval")
 # Options never copied from the checkpoint's infos (the original's list, plus this script's own additions).
-IGNORE = {"id", "batch_size", "beam_size", "start_from", "language_eval", "device", "seed", "num_workers",
+IGNORE = {"id", "batch_size", "beam_size", "start_from", "language_eval", "device", "seed", "num_workers", "skip_corrupt",
           "max_iters", "ann_file", "meteor", "spice", "bf16", "tensorboard"}
 
 
@@ -69,6 +69,7 @@ def get_parser() -> argparse.ArgumentParser:
     a("--meteor", type=int, default=1)
     a("--spice", type=int, default=0)
     a("--num_workers", type=int, default=0)
+    a("--skip_corrupt", type=int, default=0, help="1: skip images whose feature files are corrupt instead of stopping")
     a("--seed", type=int, default=123)
     return p
 
@@ -108,16 +109,6 @@ def build_loader(opt: argparse.Namespace):
     return DataLoader(opt, opt.split, length=opt.num_images)
 
 
-def writable_dir(path: str, why: str) -> None:
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as err:
-        raise DataError(f"cannot create {path}/ for {why} ({err.strerror}): run eval.py from a folder you can write "
-                        "to") from None
-    if not os.access(path, os.W_OK):
-        raise DataError(f"{path}/ is not writable ({why}): run eval.py from a folder you can write to")
-
-
 def check_inputs(opt: argparse.Namespace) -> None:
     """Every file and folder the run reads or writes, checked before the first image is decoded."""
     if not os.path.isfile(opt.model):
@@ -127,9 +118,9 @@ def check_inputs(opt: argparse.Namespace) -> None:
                         "file_path (e.g. the COCO image root)")
     if opt.language_eval == 1:
         load_references(opt.ann_file)  # raises with the fix when missing or not COCO captions
-        writable_dir("eval_results", "the --language_eval results")
+        ensure_writable_dir("eval_results", "--language_eval 1 writes its results there")
     if opt.dump_json == 1 or opt.dump_images == 1:
-        writable_dir("vis", "--dump_json/--dump_images")
+        ensure_writable_dir("vis", "--dump_json/--dump_images write there")
 
 
 def run(opt: argparse.Namespace) -> tuple[float, list[dict], dict | None]:
@@ -154,6 +145,8 @@ def run(opt: argparse.Namespace) -> tuple[float, list[dict], dict | None]:
     load_state_dict(model, opt.model, device)
     model.eval()
     loss, predictions, lang_stats = eval_split(model, LanguageModelCriterion(), loader, vars(opt), device)
+    if getattr(loader, "skipped", 0):
+        log.warning("--skip_corrupt: %d corrupt image(s) skipped", loader.skipped)
     log.info("loss %.4f", loss)
     if lang_stats:
         log.info("%s", json.dumps(lang_stats))
@@ -168,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(opt)
     except (DataError, CheckpointError, FileNotFoundError) as err:
-        print(f"eval.py: {err}", file=sys.stderr)
+        print(f"eval.py: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever the message
         raise SystemExit(2) from None
 
 
