@@ -66,7 +66,8 @@ def load_label_h5(path: str) -> dict[str, np.ndarray]:
         raise DataError(f"{path} has shapes {shapes}; expected labels (M, T) and label_start_ix/label_end_ix (N,): "
                         f"{rebuild}")
     if any(not np.issubdtype(v.dtype, np.integer) for v in labels.values()):
-        raise DataError(f"{path} holds non-integer arrays ({ {k: str(v.dtype) for k, v in labels.items()} }): {rebuild}")
+        dtypes = {k: str(v.dtype) for k, v in labels.items()}
+        raise DataError(f"{path} holds non-integer arrays ({dtypes}): {rebuild}")
     ends = labels["label_end_ix"]
     if len(ends) and (int(ends.max()) > len(labels["labels"]) or int(labels["label_start_ix"].min()) < 1):
         raise DataError(f"{path}: label_start_ix/label_end_ix point outside the {len(labels['labels'])} rows of "
@@ -128,8 +129,8 @@ class CaptionDataset(tud.Dataset):
             if ext == ".npz":
                 with np.load(path) as z:
                     if "feat" not in z:
-                        raise CorruptSampleError(f"{path} has no 'feat' array: rebuild it with scripts/make_bu_data.py, "
-                                                 f"{SKIP_HINT}")
+                        raise CorruptSampleError(f"{path} has no 'feat' array: rebuild it with "
+                                                 f"scripts/make_bu_data.py, {SKIP_HINT}")
                     return z["feat"]
             return np.load(path)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
@@ -172,8 +173,8 @@ class CaptionDataset(tud.Dataset):
             grid = self._load(self.grid_dir, cid, ".npy", "--input_grid_vec_dir").astype(np.float32)
             if grid.ndim != 2 or grid.shape[1] != self.num_grids:
                 raise CorruptSampleError(f"{self.grid_dir}/{cid}.npy has shape {grid.shape}, expected "
-                                         f"(K, {self.num_grids}) for --num_grids {self.num_grids}: rerun prepro_areas.py "
-                                         f"--num_grids {self.num_grids}, {SKIP_HINT}")
+                                         f"(K, {self.num_grids}) for --num_grids {self.num_grids}: rerun "
+                                         f"prepro_areas.py --num_grids {self.num_grids}, {SKIP_HINT}")
         if grid is not None and grid.shape[0] != att.shape[0]:
             raise CorruptSampleError(f"image {cid}: {att.shape[0]} boxes in {self.att_dir} but {grid.shape[0]} rows in "
                                      "its grid vector file: rebuild it with prepro_areas.py from the same boxes, "

@@ -23,8 +23,8 @@ from misc.losses import LanguageModelCriterion
 
 log = logging.getLogger("eval")
 # Options never copied from the checkpoint's infos (the original's list, plus this script's own additions).
-IGNORE = {"id", "batch_size", "beam_size", "start_from", "language_eval", "device", "seed", "num_workers", "skip_corrupt",
-          "max_iters", "ann_file", "meteor", "spice", "bf16", "tensorboard"}
+IGNORE = {"id", "batch_size", "beam_size", "start_from", "language_eval", "device", "seed", "num_workers",
+          "skip_corrupt", "max_iters", "ann_file", "meteor", "spice", "bf16", "tensorboard"}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -125,8 +125,8 @@ def check_inputs(opt: argparse.Namespace) -> None:
 
 def run(opt: argparse.Namespace) -> tuple[float, list[dict], dict | None]:
     if not os.path.isfile(opt.infos_path):
-        raise CheckpointError(f"--infos_path {opt.infos_path or '(none given)'} not found: pass the infos_<id>.pkl of a "
-                              "training run")
+        raise CheckpointError(f"--infos_path {opt.infos_path or '(none given)'} not found: pass the infos_<id>.pkl "
+                              "of a training run")
     infos = load_pickle(opt.infos_path)
     if not isinstance(infos, dict) or not {"opt", "vocab"} <= infos.keys():
         raise CheckpointError(f"--infos_path {opt.infos_path} holds no 'opt'/'vocab': pass the infos_<id>.pkl "

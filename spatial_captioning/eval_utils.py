@@ -10,6 +10,7 @@ from collections import defaultdict
 
 import torch
 
+from dataloader import DataError
 from misc.scorers import evaluate_with_images
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,8 @@ def load_references(ann_file: str) -> dict[int, list[str]]:
         for ann in data["annotations"]:
             refs[ann["image_id"]].append(ann["caption"])
     except (ValueError, KeyError, TypeError) as err:
-        raise FileNotFoundError(f"--ann_file {ann_file} is not a COCO captions annotation file ({err!r}): pass "
-                                "coco-caption/annotations/captions_val2014.json") from None
+        raise DataError(f"--ann_file {ann_file} is not a COCO captions annotation file ({err!r}): pass "
+                        "coco-caption/annotations/captions_val2014.json") from None
     return refs
 
 
@@ -89,7 +90,8 @@ def language_eval(predictions: list[dict], references: dict[int, list[str]], mod
     preds = [p for p in predictions if p["image_id"] in references]
     log.info("using %d/%d predictions", len(preds), len(predictions))
     if not preds:
-        raise ValueError("none of the predicted image ids is in the --ann_file references")
+        raise DataError("none of the predicted image ids is in the --ann_file references: pass the annotations of "
+                        "the evaluated split")
     gts = {p["image_id"]: references[p["image_id"]] for p in preds}
     res = {p["image_id"]: [p["caption"]] for p in preds}
     overall, img_to_eval = evaluate_with_images(gts, res, tokenized=False, meteor=meteor, spice=spice)

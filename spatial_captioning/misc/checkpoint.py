@@ -37,7 +37,8 @@ def ensure_writable_dir(path: str, why: str) -> None:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as err:
-        raise CheckpointError(f"cannot write to {path} ({err.strerror}; {why}): pick a folder you can write to") from None
+        raise CheckpointError(f"cannot write to {path} ({err.strerror}; {why}): pick a folder you can write "
+                              "to") from None
 
 
 def save_torch(obj: Any, path: str) -> None:

@@ -36,7 +36,8 @@ def test_results_file_has_the_originals_img_to_eval(xe_run, toy_dir, tmp_path, m
     assert report["model_id"] == "xe" and report["split"] == "test" and report["image_root"] == str(toy_dir / "images")
     assert report["predictions"] == preds
     assert report["coco_eval"]["eval"] == results["overall"]
-    assert report["coco_eval"]["imgToEval"][preds[0]["image_id"]]["CIDEr"] == per_image[str(preds[0]["image_id"])]["CIDEr"]
+    first = preds[0]["image_id"]
+    assert report["coco_eval"]["imgToEval"][first]["CIDEr"] == per_image[str(first)]["CIDEr"]
     assert set(report["coco_eval"]["gts"]) == {p["image_id"] for p in preds}
 
 

@@ -57,7 +57,7 @@ def test_prepro_ngrams_pickles_defaultdicts_and_our_reader_takes_both(toy_dir, t
     assert data["document_frequency"][("12345", "0")] == 0.0
     assert pickle.loads((tmp_path / "coco-train-words.p").read_bytes())["document_frequency"][("zebra",)] == 0.0
     plain = tmp_path / "plain.p"
-    plain.write_bytes(pickle.dumps({"document_frequency": dict(data["document_frequency"]), "ref_len": data["ref_len"]}))
+    plain.write_bytes(pickle.dumps({**data, "document_frequency": dict(data["document_frequency"])}))
     cands, refs = ["1 2 3 0", "4 5 0"], [["1 2 3 0", "1 2 0"], ["4 5 6 0"]]
     np.testing.assert_array_equal(CiderD.from_pickle(plain).score(cands, refs),
                                   CiderD.from_pickle(tmp_path / "coco-train-idxs.p").score(cands, refs))

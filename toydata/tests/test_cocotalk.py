@@ -112,7 +112,7 @@ def test_cider_document_frequencies(toy):
 
 
 def test_cider_pickles_are_defaultdicts_as_self_critical_writes(toy):
-    """ruotianluo's CiderD reads document_frequency[ngram] for n-grams no reference has: a plain dict raises KeyError."""
+    """ruotianluo's CiderD reads document_frequency[ngram] also for n-grams no reference has (KeyError on a dict)."""
     for name in ("words", "idxs"):
         raw = (toy / f"coco-train-{name}.p").read_bytes()
         assert raw[:2] == b"\x80\x02"  # protocol 2, self-critical.pytorch's pickle_dump
