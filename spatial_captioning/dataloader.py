@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import zipfile
 from dataclasses import dataclass
 
 import h5py
@@ -19,10 +21,24 @@ import torch.utils.data as tud
 
 LABEL_FIELDS = ("labels", "label_start_ix", "label_end_ix")
 DATA_HINT = "run 'make spatial_captioning-data' and the prepro scripts (see README), or 'make spatial_captioning-toy'"
+SKIP_HINT = "or pass --skip_corrupt to skip such images"
+log = logging.getLogger(__name__)
 
 
 class DataError(Exception):
     """A user-fixable problem with the input files; entry scripts print it as one line."""
+
+
+class CorruptSampleError(DataError):
+    """One image's feature file cannot be used; --skip_corrupt skips the image instead of stopping."""
+
+
+@dataclass
+class BadSample:
+    """What a worker returns in place of an image it could not load: the error travels as data, so the main process
+    can raise it as one line (an exception raised inside a worker reaches it wrapped in the worker's traceback)."""
+    message: str
+    skippable: bool
 
 
 def load_json(path: str, what: str) -> dict:
@@ -35,11 +51,28 @@ def load_json(path: str, what: str) -> dict:
 def load_label_h5(path: str) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise DataError(f"--input_label_h5 not found: {path} ({DATA_HINT})")
-    with h5py.File(path, "r") as f:
-        missing = [k for k in LABEL_FIELDS if k not in f]
-        if missing:
-            raise DataError(f"{path} lacks the field(s) {', '.join(missing)}: rebuild it with scripts/prepro_labels.py")
-        return {k: f[k][:] for k in LABEL_FIELDS}
+    rebuild = "rebuild it with scripts/prepro_labels.py (or 'make spatial_captioning-toy')"
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in LABEL_FIELDS if k not in f]
+            if missing:
+                raise DataError(f"{path} lacks the field(s) {', '.join(missing)}: {rebuild}")
+            labels = {k: f[k][:] for k in LABEL_FIELDS}
+    except OSError as err:
+        raise DataError(f"{path} cannot be read as HDF5 ({str(err).split(' (')[0]}): {rebuild}") from None
+    shapes = {k: v.shape for k, v in labels.items()}
+    if (labels["labels"].ndim != 2 or labels["label_start_ix"].ndim != 1
+            or labels["label_start_ix"].shape != labels["label_end_ix"].shape):
+        raise DataError(f"{path} has shapes {shapes}; expected labels (M, T) and label_start_ix/label_end_ix (N,): "
+                        f"{rebuild}")
+    if any(not np.issubdtype(v.dtype, np.integer) for v in labels.values()):
+        dtypes = {k: str(v.dtype) for k, v in labels.items()}
+        raise DataError(f"{path} holds non-integer arrays ({dtypes}): {rebuild}")
+    ends = labels["label_end_ix"]
+    if len(ends) and (int(ends.max()) > len(labels["labels"]) or int(labels["label_start_ix"].min()) < 1):
+        raise DataError(f"{path}: label_start_ix/label_end_ix point outside the {len(labels['labels'])} rows of "
+                        f"labels: {rebuild}")
+    return labels
 
 
 def split_indices(images: list[dict], train_only: bool) -> dict[str, list[int]]:
@@ -78,6 +111,7 @@ class CaptionDataset(tud.Dataset):
         self.box_dir = getattr(opt, "input_box_dir", None)
         self.norm_att = bool(getattr(opt, "norm_img_feat", 0))
         self.num_grids = opt.num_grids
+        self.feat_size = opt.img_feat_size
         self.seed = getattr(opt, "seed", 0)
         self.epoch = 0
         if len(self.start) != len(self.images):
@@ -91,12 +125,17 @@ class CaptionDataset(tud.Dataset):
         path = os.path.join(directory, f"{cid}{ext}")
         if not os.path.isfile(path):
             raise DataError(f"missing {path} ({flag}; {DATA_HINT})")
-        if ext == ".npz":
-            with np.load(path) as z:
-                if "feat" not in z:
-                    raise DataError(f"{path} has no 'feat' array (expected make_bu_data.py output)")
-                return z["feat"]
-        return np.load(path)
+        try:
+            if ext == ".npz":
+                with np.load(path) as z:
+                    if "feat" not in z:
+                        raise CorruptSampleError(f"{path} has no 'feat' array: rebuild it with "
+                                                 f"scripts/make_bu_data.py, {SKIP_HINT}")
+                    return z["feat"]
+            return np.load(path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+            raise CorruptSampleError(f"{path} is corrupt ({type(err).__name__}: {err}): rebuild it ({flag}), "
+                                     f"{SKIP_HINT}") from None
 
     def captions(self, ix: int, rng: np.random.Generator) -> np.ndarray:
         """seq_per_img consecutive captions from a random start, or with replacement when there are fewer."""
@@ -108,10 +147,22 @@ class CaptionDataset(tud.Dataset):
         first = int(rng.integers(lo, hi - self.seq_per_img + 2))
         return self.labels[first:first + self.seq_per_img]
 
-    def __getitem__(self, ix: int) -> ImageItem:
+    def __getitem__(self, ix: int) -> ImageItem | BadSample:
+        try:
+            return self.load_item(ix)
+        except CorruptSampleError as err:
+            return BadSample(str(err), skippable=True)
+        except DataError as err:
+            return BadSample(str(err), skippable=False)
+
+    def load_item(self, ix: int) -> ImageItem:
         img = self.images[ix]
         cid = img["id"]
         att = self._load(self.att_dir, cid, ".npz", "--input_img_feat_dir").astype(np.float32)
+        if att.ndim < 2 or att.shape[-1] != self.feat_size:
+            raise CorruptSampleError(f"{self.att_dir}/{cid}.npz has features of shape {att.shape}, expected "
+                                     f"(K, {self.feat_size}) for --img_feat_size {self.feat_size}: rebuild it with "
+                                     f"scripts/make_bu_data.py, {SKIP_HINT}")
         att = att.reshape(-1, att.shape[-1])
         if self.norm_att:
             att = att / np.linalg.norm(att, 2, 1, keepdims=True)
@@ -121,15 +172,25 @@ class CaptionDataset(tud.Dataset):
         elif self.grid_dir is not None:
             grid = self._load(self.grid_dir, cid, ".npy", "--input_grid_vec_dir").astype(np.float32)
             if grid.ndim != 2 or grid.shape[1] != self.num_grids:
-                raise DataError(f"{self.grid_dir}/{cid}.npy has shape {grid.shape}, expected (K, {self.num_grids}) "
-                                f"for --num_grids {self.num_grids} (rerun prepro_areas.py --num_grids {self.num_grids})")
+                raise CorruptSampleError(f"{self.grid_dir}/{cid}.npy has shape {grid.shape}, expected "
+                                         f"(K, {self.num_grids}) for --num_grids {self.num_grids}: rerun "
+                                         f"prepro_areas.py --num_grids {self.num_grids}, {SKIP_HINT}")
         if grid is not None and grid.shape[0] != att.shape[0]:
-            raise DataError(f"image {cid}: {att.shape[0]} boxes in {self.att_dir} but {grid.shape[0]} rows in its "
-                            "grid vector file: rebuild it with prepro_areas.py from the same boxes")
+            raise CorruptSampleError(f"image {cid}: {att.shape[0]} boxes in {self.att_dir} but {grid.shape[0]} rows in "
+                                     "its grid vector file: rebuild it with prepro_areas.py from the same boxes, "
+                                     f"{SKIP_HINT}")
         rng = np.random.default_rng([self.seed, self.epoch, ix])
         lo, hi = int(self.start[ix]) - 1, int(self.end[ix])
         return ImageItem(att, grid, self.captions(ix, rng).astype(np.int64), self.labels[lo:hi],
                          {"ix": ix, "id": cid, "file_path": img.get("file_path", "")})
+
+
+def collate_loaded(items: list[ImageItem | BadSample], seq_per_img: int, seq_length: int) -> dict:
+    """collate() of the images that loaded; the others are passed on as ``bad`` (BadSample list)."""
+    good = [it for it in items if not isinstance(it, BadSample)]
+    batch = collate(good, seq_per_img, seq_length) if good else {}
+    batch["bad"] = [it for it in items if isinstance(it, BadSample)]
+    return batch
 
 
 def collate(items: list[ImageItem], seq_per_img: int, seq_length: int) -> dict:
@@ -188,6 +249,8 @@ class DataLoader:
         if not self.indices:
             raise DataError(f"split '{split}' of {opt.input_json} is empty")
         self.shuffle = split == "train"
+        self.skip_corrupt = bool(getattr(opt, "skip_corrupt", 0))
+        self.skipped = 0
         self.rank, self.world_size = rank, world_size
         state = state or {}
         self.epoch = state.get("epoch", 0)
@@ -230,10 +293,20 @@ class DataLoader:
         # or a run resumed mid-epoch would diverge from an uninterrupted one.
         gen = torch.Generator().manual_seed(self.opt.seed * 1000003 + self.epoch)
         loader = tud.DataLoader(self.dataset, batch_sampler=batches, num_workers=workers, generator=gen,
-                                collate_fn=lambda items: collate(items, self.seq_per_img, self._seq_length))
+                                collate_fn=lambda items: collate_loaded(items, self.seq_per_img, self._seq_length))
         for batch in loader:
             self.position += step
             if self.position >= len(order):
                 self.position = 0
                 self.epoch += 1
-            yield batch
+            self.drop_bad(batch.pop("bad"))
+            if "img_feats" in batch:  # else every image of the batch was skipped
+                yield batch
+
+    def drop_bad(self, bad: list[BadSample]) -> None:
+        """Raise the first unusable image's error, or with --skip_corrupt log and count the corrupt ones."""
+        for sample in bad:
+            if not (sample.skippable and self.skip_corrupt):
+                raise CorruptSampleError(sample.message) if sample.skippable else DataError(sample.message)
+            self.skipped += 1
+            log.warning("--skip_corrupt: skipping %s", sample.message.removesuffix(f", {SKIP_HINT}"))

@@ -11,19 +11,20 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 import torch
 
 import models
 from dataloader import DataError, DataLoader
-from eval_utils import eval_split
-from misc.checkpoint import CheckpointError, load_pickle, load_state_dict
+from eval_utils import eval_split, load_references, write_json
+from misc.checkpoint import CheckpointError, ensure_writable_dir, load_pickle, load_state_dict
 from misc.losses import LanguageModelCriterion
 
 log = logging.getLogger("eval")
 # Options never copied from the checkpoint's infos (the original's list, plus this script's own additions).
 IGNORE = {"id", "batch_size", "beam_size", "start_from", "language_eval", "device", "seed", "num_workers",
-          "max_iters", "ann_file", "meteor", "spice", "bf16", "tensorboard"}
+          "skip_corrupt", "max_iters", "ann_file", "meteor", "spice", "bf16", "tensorboard"}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -68,6 +69,7 @@ def get_parser() -> argparse.ArgumentParser:
     a("--meteor", type=int, default=1)
     a("--spice", type=int, default=0)
     a("--num_workers", type=int, default=0)
+    a("--skip_corrupt", type=int, default=0, help="1: skip images whose feature files are corrupt instead of stopping")
     a("--seed", type=int, default=123)
     return p
 
@@ -107,11 +109,30 @@ def build_loader(opt: argparse.Namespace):
     return DataLoader(opt, opt.split, length=opt.num_images)
 
 
+def check_inputs(opt: argparse.Namespace) -> None:
+    """Every file and folder the run reads or writes, checked before the first image is decoded."""
+    if not os.path.isfile(opt.model):
+        raise CheckpointError(f"--model {opt.model or '(none given)'} not found: pass the model.pth of a training run")
+    if opt.image_root and not os.path.isdir(opt.image_root):
+        raise DataError(f"--image_root {opt.image_root} is not a directory: pass the folder holding the images' "
+                        "file_path (e.g. the COCO image root)")
+    if opt.language_eval == 1:
+        load_references(opt.ann_file)  # raises with the fix when missing or not COCO captions
+        ensure_writable_dir("eval_results", "--language_eval 1 writes its results there")
+    if opt.dump_json == 1 or opt.dump_images == 1:
+        ensure_writable_dir("vis", "--dump_json/--dump_images write there")
+
+
 def run(opt: argparse.Namespace) -> tuple[float, list[dict], dict | None]:
     if not os.path.isfile(opt.infos_path):
-        raise CheckpointError(f"--infos_path {opt.infos_path} not found")
+        raise CheckpointError(f"--infos_path {opt.infos_path or '(none given)'} not found: pass the infos_<id>.pkl "
+                              "of a training run")
     infos = load_pickle(opt.infos_path)
+    if not isinstance(infos, dict) or not {"opt", "vocab"} <= infos.keys():
+        raise CheckpointError(f"--infos_path {opt.infos_path} holds no 'opt'/'vocab': pass the infos_<id>.pkl "
+                              "written by train.py")
     opt = merge_options(opt, infos)
+    check_inputs(opt)
     vocab = infos["vocab"]
     device = torch.device("cuda" if opt.device == "cuda" and torch.cuda.is_available() else "cpu")
     loader = build_loader(opt)
@@ -124,14 +145,13 @@ def run(opt: argparse.Namespace) -> tuple[float, list[dict], dict | None]:
     load_state_dict(model, opt.model, device)
     model.eval()
     loss, predictions, lang_stats = eval_split(model, LanguageModelCriterion(), loader, vars(opt), device)
+    if getattr(loader, "skipped", 0):
+        log.warning("--skip_corrupt: %d corrupt image(s) skipped", loader.skipped)
     log.info("loss %.4f", loss)
     if lang_stats:
         log.info("%s", json.dumps(lang_stats))
     if opt.dump_json == 1:
-        os.makedirs("vis", exist_ok=True)
-        with open("vis/vis.json.tmp", "w") as f:
-            json.dump(predictions, f)
-        os.replace("vis/vis.json.tmp", "vis/vis.json")
+        write_json(predictions, "vis/vis.json")
     return loss, predictions, lang_stats
 
 
@@ -141,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(opt)
     except (DataError, CheckpointError, FileNotFoundError) as err:
-        raise SystemExit(f"eval.py: {err}") from None
+        print(f"eval.py: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever the message
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import shutil
 from collections import defaultdict
 
 import torch
 
-from misc.scorers import evaluate
+from dataloader import DataError
+from misc.scorers import evaluate_with_images
 
 log = logging.getLogger(__name__)
 DEFAULT_ANN_FILE = "coco-caption/annotations/captions_val2014.json"
@@ -33,11 +35,15 @@ def load_references(ann_file: str) -> dict[int, list[str]]:
     if not os.path.isfile(ann_file):
         raise FileNotFoundError(f"--ann_file {ann_file} not found: language evaluation needs the COCO captions "
                                 "annotations (coco-caption/annotations/captions_val2014.json, see README)")
-    with open(ann_file) as f:
-        data = json.load(f)
-    refs: dict[int, list[str]] = defaultdict(list)
-    for ann in data["annotations"]:
-        refs[ann["image_id"]].append(ann["caption"])
+    try:
+        with open(ann_file) as f:
+            data = json.load(f)
+        refs: dict[int, list[str]] = defaultdict(list)
+        for ann in data["annotations"]:
+            refs[ann["image_id"]].append(ann["caption"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"--ann_file {ann_file} is not a COCO captions annotation file ({err!r}): pass "
+                        "coco-caption/annotations/captions_val2014.json") from None
     return refs
 
 
@@ -51,27 +57,52 @@ def dump_image(src: str, image_id) -> None:
     shutil.copy(src, os.path.join("vis/imgs", f"{image_id}.jpg"))
 
 
-def language_eval(predictions: list[dict], ann_file: str, model_id: str, split: str, meteor: bool = True,
-                  spice: bool = False, results_dir: str = "eval_results") -> dict[str, float]:
-    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (+ SPICE) of the predictions whose image is in ``ann_file``.
+def write_json(obj, path: str) -> None:
+    """Atomic write; an existing file is replaced (as the original does) with a warning."""
+    if os.path.exists(path):
+        log.warning("replacing %s", path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
 
-    Writes eval_results/<id>_<split>.json like the original (overall scores and the predictions used).
+
+def write_report_data(path: str, overall: dict, img_to_eval: dict, gts: dict, predictions: list[dict],
+                      image_root: str, model_id: str, split: str) -> None:
+    """The original's ``<id>_<split>_report_data.pkl`` (ORT's ReportData: the evaluation, the predictions, the image
+    root, the run id and the split) as plain dicts, so that it loads without this repository's code."""
+    report = {"coco_eval": {"eval": overall, "imgToEval": img_to_eval, "gts": gts}, "predictions": predictions,
+              "image_root": image_root, "model_id": model_id, "split": split}
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        pickle.dump(report, f, protocol=2)
+    os.replace(tmp, path)
+
+
+def language_eval(predictions: list[dict], references: dict[int, list[str]], model_id: str, split: str,
+                  meteor: bool = True, spice: bool = False, image_root: str = "",
+                  results_dir: str = "eval_results") -> dict[str, float]:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (+ SPICE) of the predictions whose image has references.
+
+    Writes what the original writes: eval_results/<id>_<split>.json = {"overall": scores, "imgToEval": {image id:
+    {"image_id", per-image scores..., "caption"}}}, and with an image root eval_results/<id>_<split>_report_data.pkl.
     """
-    refs = load_references(ann_file)
-    preds = [p for p in predictions if p["image_id"] in refs]
+    preds = [p for p in predictions if p["image_id"] in references]
     log.info("using %d/%d predictions", len(preds), len(predictions))
     if not preds:
-        raise ValueError(f"none of the predicted image ids is in {ann_file}")
-    gts = {p["image_id"]: refs[p["image_id"]] for p in preds}
+        raise DataError("none of the predicted image ids is in the --ann_file references: pass the annotations of "
+                        "the evaluated split")
+    gts = {p["image_id"]: references[p["image_id"]] for p in preds}
     res = {p["image_id"]: [p["caption"]] for p in preds}
-    out = evaluate(gts, res, tokenized=False, meteor=meteor, spice=spice)
+    overall, img_to_eval = evaluate_with_images(gts, res, tokenized=False, meteor=meteor, spice=spice)
+    for p in preds:
+        img_to_eval[p["image_id"]]["caption"] = p["caption"]
     os.makedirs(results_dir, exist_ok=True)
-    path = os.path.join(results_dir, f"{model_id}_{split}.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"overall": out, "predictions": preds}, f)
-    os.replace(tmp, path)
-    return out
+    write_json({"overall": overall, "imgToEval": img_to_eval}, os.path.join(results_dir, f"{model_id}_{split}.json"))
+    if image_root:
+        write_report_data(os.path.join(results_dir, f"{model_id}_{split}_report_data.pkl"), overall, img_to_eval,
+                          gts, predictions, image_root, model_id, split)
+    return overall
 
 
 def eval_split(model, crit, loader, eval_kwargs: dict, device: torch.device, autocast=None):
@@ -81,6 +112,8 @@ def eval_split(model, crit, loader, eval_kwargs: dict, device: torch.device, aut
     lang_eval = eval_kwargs.get("language_eval", 0)
     beam_size = eval_kwargs.get("beam_size", 1)
     seq_per_img = loader.get_seq_per_img()
+    # The references are read before decoding: a missing --ann_file must not cost the whole decoding.
+    references = load_references(eval_kwargs.get("ann_file") or DEFAULT_ANN_FILE) if lang_eval == 1 else {}
     was_training = model.training
     model.eval()
     loss_sum, loss_evals = 0.0, 1e-8
@@ -108,9 +141,9 @@ def eval_split(model, crit, loader, eval_kwargs: dict, device: torch.device, aut
                 dump_image(os.path.join(eval_kwargs.get("image_root") or "", info["file_path"]), info["id"])
     lang_stats = None
     if lang_eval == 1:
-        lang_stats = language_eval(predictions, eval_kwargs.get("ann_file") or DEFAULT_ANN_FILE,
-                                   eval_kwargs.get("id", "model"), split, meteor=bool(eval_kwargs.get("meteor", 1)),
-                                   spice=bool(eval_kwargs.get("spice", 0)))
+        lang_stats = language_eval(predictions, references, eval_kwargs.get("id", "model"), split,
+                                   meteor=bool(eval_kwargs.get("meteor", 1)), spice=bool(eval_kwargs.get("spice", 0)),
+                                   image_root=eval_kwargs.get("image_root") or "")
     if was_training:
         model.train()
     return loss_sum / loss_evals, predictions, lang_stats

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 
 def str2bool(v: str) -> bool:
@@ -100,6 +101,8 @@ def get_parser() -> argparse.ArgumentParser:
     # Added here (not in the original)
     a("--seed", type=int, default=123, help="seeds torch/numpy/python and the data order")
     a("--num_workers", type=int, default=0, help="feature-loading worker processes")
+    a("--skip_corrupt", type=int, default=0, help="1: skip images whose feature files are corrupt (each one logged, "
+      "the count at the end) instead of stopping")
     a("--bf16", type=int, default=0, help="1: bfloat16 autocast on CUDA (ignored on CPU)")
     a("--tensorboard", type=int, default=1, help="write TensorBoard scalars to --checkpoint_path")
     a("--max_iters", type=int, default=-1, help="stop after this many iterations in total (-1: run max_epochs)")
@@ -114,7 +117,8 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     """The original's checks, as one-line errors; spatial_pe switches the grid encoding on."""
     def need(cond: bool, msg: str) -> None:
         if not cond:
-            raise SystemExit(f"opts: {msg}")
+            print(f"opts: {msg}", file=sys.stderr)
+            raise SystemExit(2)  # a usage error, as argparse's own
 
     if args.caption_model == "spatial_pe":
         args.use_grid = True

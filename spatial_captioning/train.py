@@ -21,10 +21,10 @@ import models
 import opts
 from dataloader import DataError, DataLoader
 from engine import scst_loss, xe_loss
-from eval_utils import eval_split
+from eval_utils import eval_split, load_references
 from misc import optim as optim_utils
-from misc.checkpoint import (CheckpointError, find_infos, find_model, load_pickle, load_state_dict, save_pickle,
-                             save_torch)
+from misc.checkpoint import (CheckpointError, ensure_writable_dir, find_infos, find_model, load_pickle,
+                             load_state_dict, save_pickle, save_torch)
 from misc.distributed import (average_gradients, average_scalar, broadcast_parameters, init_distributed_mode,
                               is_main)
 from misc.losses import LabelSmoothing, LanguageModelCriterion, RewardCriterion
@@ -93,6 +93,10 @@ def train(opt: argparse.Namespace) -> dict:
     if not main_proc:
         logging.getLogger().setLevel(logging.WARNING)
     seed_everything(opt.seed + rank)
+    if main_proc:  # checked before anything is built or trained: a run must not fail at its first save
+        ensure_writable_dir(opt.checkpoint_path, "--checkpoint_path holds the checkpoints")
+    if opt.language_eval == 1:
+        load_references(opt.ann_file)  # validation needs it: a missing file must stop the run before training
     infos, histories = load_resume(opt) if opt.start_from else ({}, {})
 
     train_loader = DataLoader(opt, "train", infos.get("train"), rank=rank, world_size=world)
@@ -133,7 +137,6 @@ def train(opt: argparse.Namespace) -> dict:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(opt.checkpoint_path)
     autocast = autocast_for(device, opt.bf16)
-    os.makedirs(opt.checkpoint_path, exist_ok=True)
 
     def build_infos() -> tuple[dict, dict]:
         info = {"train": train_loader.state_dict(), "iter": iteration, "epoch": train_loader.epoch,
@@ -230,6 +233,9 @@ def train(opt: argparse.Namespace) -> dict:
         save_checkpoint()  # added: keep the final state even when it is not on a checkpoint boundary
     if writer:
         writer.close()
+    if train_loader.skipped or val_loader.skipped:
+        log.warning("--skip_corrupt: %d corrupt image(s) skipped (%d in training batches, %d in validation)",
+                    train_loader.skipped + val_loader.skipped, train_loader.skipped, val_loader.skipped)
     return {"iter": iteration, "best_val_score": best_val_score}
 
 
@@ -239,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         train(opt)
     except (DataError, CheckpointError, FileNotFoundError) as err:
-        raise SystemExit(f"train.py: {err}") from None
+        print(f"train.py: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever the message
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -194,8 +194,11 @@ def write_labels(images: list[dict], wtoi: dict[str, int], path: Path) -> None:
         f.create_dataset("label_length", dtype="uint32", data=np.array(lengths, dtype=np.uint32))
 
 
-def document_frequencies(images: list[dict], wtoi: dict[str, int]) -> tuple[dict, dict, int]:
-    """CIDEr-D n-gram document frequencies over train + restval, as words and as index strings (<eos> = 0)."""
+def document_frequencies(images: list[dict], wtoi: dict[str, int]) -> tuple[defaultdict, defaultdict, int]:
+    """CIDEr-D n-gram document frequencies over train + restval, as words and as index strings (<eos> = 0).
+
+    defaultdict(float), as self-critical.pytorch pickles them: ruotianluo's CiderD looks unseen n-grams up with [].
+    """
     df_words: dict[tuple[str, ...], float] = defaultdict(float)
     df_idxs: dict[tuple[str, ...], float] = defaultdict(float)
     n_images = 0
@@ -215,7 +218,7 @@ def document_frequencies(images: list[dict], wtoi: dict[str, int]) -> tuple[dict
             df_words[g] += 1.0
         for g in seen_i:
             df_idxs[g] += 1.0
-    return dict(df_words), dict(df_idxs), n_images
+    return df_words, df_idxs, n_images
 
 
 def write_coco_annotations(images: list[dict], path: Path) -> None:
@@ -275,7 +278,7 @@ def write(out: Path, seed: int = 0, size: int = 1500) -> None:
     df_words, df_idxs, ref_len = document_frequencies(images, wtoi)
     for name, df in (("words", df_words), ("idxs", df_idxs)):
         with open(out / f"coco-train-{name}.p", "wb") as f:
-            pickle.dump({"document_frequency": df, "ref_len": ref_len}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump({"document_frequency": df, "ref_len": ref_len}, f, protocol=2)  # self-critical.pytorch's
 
 
 def main(argv: list[str] | None = None) -> None:

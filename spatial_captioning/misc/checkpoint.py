@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import pickle
+import tempfile
 from typing import Any
 
 import torch
@@ -29,6 +30,17 @@ def _atomic(path: str, write) -> None:
             os.remove(tmp)
 
 
+def ensure_writable_dir(path: str, why: str) -> None:
+    """Create ``path`` and write a probe file into it (permission bits alone do not tell, e.g. for root)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise CheckpointError(f"cannot write to {path} ({err.strerror}; {why}): pick a folder you can write "
+                              "to") from None
+
+
 def save_torch(obj: Any, path: str) -> None:
     _atomic(path, lambda tmp: torch.save(obj, tmp))
 
@@ -41,8 +53,14 @@ def save_pickle(obj: Any, path: str) -> None:
 
 
 def load_pickle(path: str) -> Any:
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    """A pickle written by train.py; anything else (a .pth, a truncated file) is a CheckpointError naming it."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, KeyError, TypeError,
+            ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is not a pickle written by train.py ({type(err).__name__}): pass the "
+                              "infos_<id>.pkl / histories_<id>.pkl of a training run") from None
 
 
 def find_infos(directory: str, run_id: str) -> str:

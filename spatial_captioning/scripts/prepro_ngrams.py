@@ -3,9 +3,11 @@
     python scripts/prepro_ngrams.py --input_json data/dataset_coco.json --dict_json data/cocotalk.json \
         --output_pkl data/coco-train --split train
 
-Writes <output_pkl>-words.p and <output_pkl>-idxs.p = {"document_frequency": {ngram tuple: float},
-"ref_len": number of images}. Each reference is its tokens + <eos> (out-of-vocabulary words -> UNK); the idxs
-version spells words as vocabulary indices (<eos> -> "0"). --split train also takes restval.
+Writes <output_pkl>-words.p and <output_pkl>-idxs.p = {"document_frequency": defaultdict(float) {ngram tuple:
+float}, "ref_len": number of images}, pickle protocol 2, as self-critical.pytorch does: ruotianluo's CiderD looks
+n-grams up with ``[]`` and relies on the defaultdict for the ones no reference has. Each reference is its tokens +
+<eos> (out-of-vocabulary words -> UNK); the idxs version spells words as vocabulary indices (<eos> -> "0").
+--split train also takes restval.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def build_dict(imgs: list[dict], wtoi: dict[str, str], split: str):
     Word -> index is one-to-one (out-of-vocabulary words are UNK in both spellings), so the index version is the
     word version with its keys translated, computed once per distinct n-gram instead of once per image.
     """
-    df_words: dict = defaultdict(float)
+    df_words: defaultdict = defaultdict(float)
     count = 0
     for img in imgs:
         if not in_split(img["split"], split):
@@ -49,13 +51,13 @@ def build_dict(imgs: list[dict], wtoi: dict[str, str], split: str):
         for g in image_ngrams(refs):
             df_words[g] += 1
         count += 1
-    df_idxs = {tuple(wtoi[w] for w in g): v for g, v in df_words.items()}
-    return dict(df_words), df_idxs, count
+    df_idxs = defaultdict(float, {tuple(wtoi[w] for w in g): v for g, v in df_words.items()})
+    return df_words, df_idxs, count
 
 
 def dump(obj, path: str) -> None:
     with open(path + ".tmp", "wb") as f:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(obj, f, protocol=2)  # the protocol of self-critical.pytorch's pickle_dump
     os.replace(path + ".tmp", path)
 
 

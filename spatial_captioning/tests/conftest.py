@@ -21,6 +21,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long test, skipped unless --runslow")
+    config.addinivalue_line("markers", "parity: compares with the original's outputs or checks batch invariance "
+                                       "(make test-portability reruns these under other CPU capabilities)")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,3 +41,14 @@ def toy_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("toy_cocotalk")
     cocotalk.write(out, seed=0, size=120)
     return out
+
+
+@pytest.fixture(scope="session")
+def xe_run(toy_dir, tmp_path_factory) -> Path:
+    """One shared XE run (60 iterations of a 1-layer, d=64 model), checkpoint id "xe"."""
+    from toy_runs import train
+
+    ckpt = tmp_path_factory.mktemp("xe")
+    train(toy_dir, ckpt, "xe", "--noamopt", "--noamopt_warmup", "20", "--noamopt_factor", "0.5",
+          "--max_iters", "60", "--max_epochs", "100")
+    return ckpt

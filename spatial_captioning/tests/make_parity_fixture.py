@@ -8,7 +8,11 @@ Not part of the test suite and never run on our own model. Usage (needs a clone 
 It copies the four files the model needs (models/TransformerModel.py, models/layers.py, models/CaptionModel.py,
 misc/utils.py) into a temporary directory, applies the one fix the original needs to run at all
 (``query.shape(0)`` -> ``query.size(0)`` in MultiHeadedAttention.forward), imports them without the package
-``__init__`` (which imports files missing upstream), and records the outputs in float32 on the CPU.
+``__init__`` (which imports files missing upstream), and records the outputs on the CPU in float64 (the weights and
+inputs are the float32 values of parity_weights.py, cast), so that the expected values do not depend on the CPU's
+float32 kernels. The beam search keeps its scores in float32 (``.float()`` in the original's CaptionModel), so the
+beams' log-probs are float32 roundings of float64 values. It also records ``float32_logprobs_gap``: how far the
+original's teacher-forced log-probs computed in float32 lie from its float64 ones on the machine that ran it.
 """
 from __future__ import annotations
 
@@ -47,16 +51,20 @@ def load_original(repo: Path, workdir: Path):
     return TransformerModel
 
 
+def build(model_cls, dtype: torch.dtype):
+    model = model_cls(argparse.Namespace(**CONFIG)).to(dtype)
+    model.load_state_dict(deterministic_state_dict(model.state_dict()), strict=True)
+    return model.eval()
+
+
 def train_steps(model_cls, feats, masks, box_vec, labels, sample_seq, sample_logprobs) -> dict:
     """The criteria, and a few XE updates in train mode (dropout 0.5 on, seeded) with the Noam Adam and the
     element-wise gradient clamp, as the original's train.py does them."""
     from misc import utils
     lab_masks = label_masks(labels)
     out = {}
-    model = model_cls(argparse.Namespace(**CONFIG))
-    model.load_state_dict(deterministic_state_dict(model.state_dict()), strict=True)
+    model = build(model_cls, torch.float64)
     with torch.no_grad():
-        model.eval()
         logprobs = model(feats, labels, masks, box_vec)
         out["xe_loss"] = utils.LanguageModelCriterion()(logprobs, labels[:, 1:], lab_masks[:, 1:])
         out["smoothed_loss"] = utils.LabelSmoothing(CONFIG["vocab_size"], TRAIN["label_smoothing"])(
@@ -79,7 +87,8 @@ def train_steps(model_cls, feats, masks, box_vec, labels, sample_seq, sample_log
     model.eval()
     with torch.no_grad():
         out["trained_logprobs"] = model(feats, labels, masks, box_vec)
-    out["train_losses"], out["train_rates"] = torch.tensor(losses), torch.tensor(rates, dtype=torch.float64)
+    out["train_losses"] = torch.tensor(losses, dtype=torch.float64)
+    out["train_rates"] = torch.tensor(rates, dtype=torch.float64)
     return out
 
 
@@ -92,13 +101,14 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp())
     try:
         model_cls = load_original(args.original, workdir)
-        model = model_cls(argparse.Namespace(**CONFIG))
-        model.load_state_dict(deterministic_state_dict(model.state_dict()), strict=True)
-        model.eval()
-        feats, masks, box_vec, labels = parity_inputs()
+        model = build(model_cls, torch.float64)
+        feats, masks, box_vec, labels = parity_inputs(torch.float64)
         out = {"commit": COMMIT, "keys": list(model.state_dict())}
         with torch.no_grad():
             out["logprobs"] = model(feats, labels, masks, box_vec)
+            feats32, masks32, box_vec32, _ = parity_inputs(torch.float32)
+            logprobs32 = build(model_cls, torch.float32)(feats32, labels, masks32, box_vec32)
+            out["float32_logprobs_gap"] = (logprobs32.double() - out["logprobs"]).abs().max().item()
             out["greedy_seq"], out["greedy_logprobs"] = model(feats, masks, box_vec, opt={"sample_max": 1},
                                                               mode="sample")
             out["greedy_constrained_seq"], _ = model(feats, masks, box_vec, mode="sample",
@@ -111,8 +121,9 @@ def main() -> None:
         out.update(train_steps(model_cls, feats, masks, box_vec, labels, out["sample_seq"], out["sample_logprobs"]))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(out, args.out)
-        print(f"wrote {args.out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in out.items()
+        print(f"wrote {args.out}: " + ", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in out.items()
                                                  if isinstance(v, torch.Tensor)))
+        print(f"original float32 vs float64 teacher-forced log-probs: {out['float32_logprobs_gap']:.3g}")
     finally:
         shutil.rmtree(workdir)
 

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from models import TransformerConfig, TransformerModel
 from models.attention import XLinearMultiHeadedAttention
 
-MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "reference" / "spatial_captioning.state_dict.tsv"
-MANIFEST = MANIFEST if MANIFEST.exists() else Path("/work/shared/reference/spatial_captioning.state_dict.tsv")
+MANIFEST = Path(__file__).resolve().parent / "fixtures" / "spatial_captioning.state_dict.tsv"
 
 TINY = dict(vocab_size=11, seq_length=6, num_layers=2, input_encoding_size=32, ff_size=48, heads=4,
             img_feat_size=20, num_grids=16, dropout=0.0)

@@ -11,6 +11,8 @@ import h5py
 import numpy as np
 import torch
 
+from misc.scorers import CiderD
+
 SUB = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
@@ -40,6 +42,25 @@ def test_prepro_ngrams_matches_the_format(toy_dir, tmp_path):
         ref = pickle.loads((toy_dir / f"coco-train-{kind}.p").read_bytes())
         assert mine["ref_len"] == ref["ref_len"]
         assert mine["document_frequency"] == ref["document_frequency"]
+
+
+def test_prepro_ngrams_pickles_defaultdicts_and_our_reader_takes_both(toy_dir, tmp_path):
+    """self-critical.pytorch pickles document_frequency as defaultdict(float) (protocol 2), and ruotianluo's CiderD
+    looks unseen n-grams up with []: with a plain dict it raised KeyError. CiderD.from_pickle reads either."""
+    r = run(["scripts/prepro_ngrams.py", "--input_json", toy_dir / "dataset_coco.json", "--dict_json",
+             toy_dir / "cocotalk.json", "--output_pkl", tmp_path / "coco-train", "--split", "train"])
+    assert r.returncode == 0, r.stderr
+    raw = (tmp_path / "coco-train-idxs.p").read_bytes()
+    assert raw[:2] == b"\x80\x02"
+    data = pickle.loads(raw)
+    assert data["document_frequency"].default_factory is float and isinstance(data["ref_len"], int)
+    assert data["document_frequency"][("12345", "0")] == 0.0
+    assert pickle.loads((tmp_path / "coco-train-words.p").read_bytes())["document_frequency"][("zebra",)] == 0.0
+    plain = tmp_path / "plain.p"
+    plain.write_bytes(pickle.dumps({**data, "document_frequency": dict(data["document_frequency"])}))
+    cands, refs = ["1 2 3 0", "4 5 0"], [["1 2 3 0", "1 2 0"], ["4 5 6 0"]]
+    np.testing.assert_array_equal(CiderD.from_pickle(plain).score(cands, refs),
+                                  CiderD.from_pickle(tmp_path / "coco-train-idxs.p").score(cands, refs))
 
 
 def test_prepro_areas_matches_the_format(toy_dir, tmp_path):

@@ -111,6 +111,16 @@ def test_cider_document_frequencies(toy):
     assert len(words["document_frequency"]) == len(idxs["document_frequency"])
 
 
+def test_cider_pickles_are_defaultdicts_as_self_critical_writes(toy):
+    """ruotianluo's CiderD reads document_frequency[ngram] also for n-grams no reference has (KeyError on a dict)."""
+    for name in ("words", "idxs"):
+        raw = (toy / f"coco-train-{name}.p").read_bytes()
+        assert raw[:2] == b"\x80\x02"  # protocol 2, self-critical.pytorch's pickle_dump
+        df = pickle.loads(raw)["document_frequency"]
+        assert df.default_factory is float
+        assert df[("never", "seen", "ngram")] == 0.0
+
+
 def test_captions_state_the_true_relation():
     a = SceneObject("circle", "red", "small", 10, 50, 5)
     b = SceneObject("square", "blue", "small", 90, 50, 5)
