@@ -1,5 +1,6 @@
 """Toy demo: CIDEr of the untrained model on the toy test split, brief cross-entropy training, CIDEr after,
-then the LRP figures. Writes <out>/demo_result.json as the top-level `make demo` expects.
+against the trivial baseline (the best constant caption), then the LRP figures. Writes <out>/demo_result.json
+as the top-level `make demo` expects.
 
     python demo.py --toy DIR --out OUT
 """
@@ -14,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import engine
+from baseline import best_constant_caption
 import lrp_total
 import show_lrp
 import test as test_script
@@ -23,6 +25,7 @@ from data.coco import ImageDataset, collate_images, load_splits
 from data.text import CaptionTokenizer
 from errors import run_entry_point
 from models import CaptioningModel
+from shared_eval.captions import PTBTokenizer
 
 # small width and a short schedule: three cross-entropy epochs (SCST epochs cost several XE epochs each)
 TOY_MODEL = ["--mode", "difnet_lrp", "--d_model", "64", "--d_ff", "256", "--head", "4"]
@@ -50,8 +53,23 @@ def untrained_cider(args: argparse.Namespace) -> float:
     return engine.score_captions(results, meteor=False)["CIDEr"]
 
 
+def constant_caption_baseline(annotation_folder: str) -> tuple[str, float]:
+    """The training split's reference caption that, given to every test image, scores the highest CIDEr-D, and
+    that CIDEr-D as the demo scores the model (engine.score_captions: df from the test references)."""
+    splits = load_splits(annotation_folder)
+    tokenizer = PTBTokenizer()
+    candidates = tokenizer.tokenize({i: [ex.caption] for i, ex in enumerate(splits["train"])})
+    test_refs = ImageDataset(splits["test"], None, None).refs
+    tokenized_refs = tokenizer.tokenize(dict(enumerate(test_refs)))
+    caption, searched = best_constant_caption([candidates[i][0] for i in range(len(candidates))],
+                                              [tokenized_refs[i] for i in range(len(test_refs))])
+    value = engine.score_captions([(0, caption, refs) for refs in test_refs], meteor=False)["CIDEr"]
+    assert abs(value - searched) < 1e-9, (caption, value, searched)
+    return caption, value
+
+
 def main(toy: str, out: str) -> dict:
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), time.process_time()
     os.makedirs(out, exist_ok=True)
     argv = toy_args(toy, out)
     train_args = train.get_args_parser().parse_args(
@@ -63,13 +81,20 @@ def main(toy: str, out: str) -> dict:
     results = test_script.predict(test_args)
     after = engine.score_captions(results, meteor=False)["CIDEr"]
     test_script.write_caption_files(results[:10], out, test_args.exp_name)
+    baseline_caption, baseline = constant_caption_baseline(test_args.annotation_folder)
     lrp_total.main(test_args)
     figures = show_lrp.main(argparse.Namespace(exp_name=[test_args.exp_name], out_path=out,
-                                               image_root=os.path.join(toy, "images"), max_images=3))
-    summary = {"metric": "CIDEr-D (toy test)", "before": before, "after": after,
-               "seconds": time.monotonic() - start, "figures": figures}
-    with open(os.path.join(out, "demo_result.json"), "w") as f:
+                                               image_root=os.path.join(toy, "images"), max_images=3,
+                                               composite_images=2))
+    composite = [f for f in figures if f.endswith("_relevance.png")]
+    summary = {"metric": "CIDEr-D (toy test)", "before": before, "after": after, "baseline": baseline,
+               "baseline_name": f"best constant caption: '{baseline_caption}'", "lower_is_better": False,
+               "seconds": time.monotonic() - start, "cpu_seconds": time.process_time() - cpu_start,
+               "figures": composite + [f for f in figures if f not in composite]}
+    result_file = os.path.join(out, "demo_result.json")
+    with open(result_file + ".tmp", "w") as f:
         json.dump(summary, f, indent=1)
+    os.replace(result_file + ".tmp", result_file)
     return summary
 
 

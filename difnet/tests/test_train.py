@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 import engine
@@ -100,9 +101,11 @@ def test_lrp_scripts_on_a_trained_model(difnet_run, toy, tmp_path):
         assert item["inp_lrp"].shape == (T, 49) and item["out_lrp"].shape == (T, T)
         assert np.isfinite(item["inp_lrp"]).all() and np.abs(item["inp_lrp"]).sum() > 0
     figures = show_lrp.main(argparse.Namespace(exp_name=["toy"], out_path=str(tmp_path),
-                                               image_root=str(toy / "images"), max_images=2))
-    assert figures[0].endswith("contribution.jpg") and len(figures) == 3
-    assert all(os.path.getsize(f) > 1000 for f in figures) and figures[1].endswith(".png")
+                                               image_root=str(toy / "images"), max_images=2, composite_images=2))
+    assert figures[0].endswith("contribution.jpg") and figures[1].endswith("toy_relevance.png") and len(figures) == 4
+    assert all(os.path.getsize(f) > 1000 for f in figures) and figures[2].endswith(".png")
+    with Image.open(figures[1]) as composite:
+        assert composite.width >= 800 and composite.height > 400  # two rows of panels
 
 
 def test_evaluation_repeats_and_does_not_depend_on_the_batch(difnet_run, toy, tmp_path, capsys):
