@@ -25,6 +25,7 @@ from dataloader import DataLoader, split_indices
 from eval_utils import eval_split, load_references
 from misc.checkpoint import load_pickle
 from misc.losses import LanguageModelCriterion
+from toydata.scene import RELATIONS
 
 log = logging.getLogger("demo")
 METRIC = "CIDEr"
@@ -101,6 +102,15 @@ def constant_caption_baseline(toy: Path, image_ids: list[int]) -> tuple[str, flo
     return caption, score
 
 
+def relation_of(caption: str) -> str | None:
+    return next((r for r in RELATIONS if f" {r} " in f" {caption.lower().rstrip('.')} "), None)
+
+
+def relation_accuracy(preds: list[dict], references: dict[int, list[str]]) -> float:
+    """Fraction of images whose caption names the relation its references name (every toy reference names it)."""
+    return float(np.mean([relation_of(p["caption"]) == relation_of(references[p["image_id"]][0]) for p in preds]))
+
+
 def plot_examples(toy: Path, preds: list[dict], preds_zero: list[dict], scores: dict[str, float], baseline: str,
                   path: Path, rows: int = 2, cols: int = 4) -> None:
     """Test images with their boxes, the SCST caption, the caption with the grid vectors zeroed and two references."""
@@ -111,7 +121,7 @@ def plot_examples(toy: Path, preds: list[dict], preds_zero: list[dict], scores: 
 
     references = load_references(str(toy / "annotations" / "captions_val2014.json"))
     zero = {p["image_id"]: p["caption"] for p in preds_zero}
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 4.6 * rows))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 4.8 * rows))
     for ax, p in zip(axes.flat, preds):
         ax.imshow(Image.open(toy / "images" / p["file_path"]), interpolation="nearest")
         for x1, y1, x2, y2 in np.load(toy / "cocobu_box" / f"{p['image_id']}.npy"):
@@ -128,8 +138,9 @@ def plot_examples(toy: Path, preds: list[dict], preds_zero: list[dict], scores: 
                     fontweight=weight)
     fig.suptitle(f"CIDEr on the {len(preds)} toy test images: model {scores['after']:.2f}, grid vectors zeroed "
                  f"{scores['zeroed']:.2f}, untrained {scores['before']:.2f}; best constant caption "
-                 f"{scores['baseline']:.2f} ('{baseline}')", fontsize=10)
-    fig.subplots_adjust(left=0.02, right=0.98, top=0.93, bottom=0.2, wspace=0.08, hspace=0.75)
+                 f"{scores['baseline']:.2f} ('{baseline}')\nrelation word right: model {scores['relation']:.0%}, "
+                 f"grid vectors zeroed {scores['relation_zeroed']:.0%}", fontsize=11)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.9, bottom=0.2, wspace=0.15, hspace=0.75)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -138,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toy", type=Path, required=True, help="toy data folder (toydata.cocotalk output)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--xe_iters", type=int, default=400)
+    parser.add_argument("--xe_iters", type=int, default=600)
     parser.add_argument("--scst_iters", type=int, default=30)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -163,14 +174,18 @@ def main() -> None:
     after, preds = evaluate(rl_dir, "xe", toy, toy / "cocobu_box_vec")
     zero, preds_zero = evaluate(rl_dir, "xe", toy, zero_grid_copy(toy / "cocobu_box_vec", out / "box_vec_zero"))
     baseline_caption, baseline = constant_caption_baseline(toy, [p["image_id"] for p in preds])
+    references = load_references(str(toy / "annotations" / "captions_val2014.json"))
+    scores = {"before": before, "after": after, "zeroed": zero, "baseline": baseline,
+              "relation": relation_accuracy(preds, references),
+              "relation_zeroed": relation_accuracy(preds_zero, references)}
     figures = [str(out / "examples.png"), str(out / "training_curves.png")]
-    plot_examples(toy, preds, preds_zero, {"after": after, "zeroed": zero, "before": before, "baseline": baseline},
-                  baseline_caption, Path(figures[0]))
+    plot_examples(toy, preds, preds_zero, scores, baseline_caption, Path(figures[0]))
     plot_curves(load_pickle(xe_dir / "histories_xe.pkl"), load_pickle(rl_dir / "histories_xe.pkl"), Path(figures[1]))
     result = {"metric": f"{METRIC} (toy test)", "before": before, "after": after, "seconds": time.time() - start,
               "cpu_seconds": time.process_time() - cpu_start, "figures": figures, "baseline": baseline,
               "baseline_name": f"best constant caption: '{baseline_caption}'", "lower_is_better": False,
-              "after_xe": after_xe, "after_scst": after, "after_scst_box_vec_zeroed": zero}
+              "after_xe": after_xe, "after_scst": after, "after_scst_box_vec_zeroed": zero,
+              "relation_accuracy": scores["relation"], "relation_accuracy_box_vec_zeroed": scores["relation_zeroed"]}
     with open(out / "demo_result.json.tmp", "w") as f:
         json.dump(result, f, indent=1)
     os.replace(out / "demo_result.json.tmp", out / "demo_result.json")
