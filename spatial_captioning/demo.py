@@ -1,7 +1,8 @@
 """`make spatial_captioning-demo`: toy data -> XE training -> SCST -> evaluation, with figures.
 
-Writes OUT/demo_result.json ({"metric", "before", "after", "seconds", "figures"} plus the intermediate scores)
-and OUT/*.png. Runs in about two minutes on one CPU thread.
+Writes OUT/demo_result.json ({"metric", "before", "after", "seconds", "figures", "baseline", "baseline_name",
+"lower_is_better"} plus the intermediate scores and "cpu_seconds") and OUT/examples.png, OUT/training_curves.png.
+The baseline is the best constant caption (constant_caption.py). Runs in about two minutes on one CPU thread.
 """
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ import eval as eval_script
 import models
 import opts
 import train as train_script
-from dataloader import DataLoader
-from eval_utils import eval_split
+from constant_caption import best_constant_caption, constant_caption_cider
+from dataloader import DataLoader, split_indices
+from eval_utils import eval_split, load_references
 from misc.checkpoint import load_pickle
 from misc.losses import LanguageModelCriterion
+from toydata.scene import RELATIONS
 
 log = logging.getLogger("demo")
 METRIC = "CIDEr"
@@ -84,21 +87,60 @@ def plot_curves(hist_xe: dict, hist_rl: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_examples(toy: Path, preds: list[dict], preds_zero: list[dict], path: Path, n: int = 4) -> None:
+def constant_caption_baseline(toy: Path, image_ids: list[int]) -> tuple[str, float]:
+    """The best constant caption among the training split's references (restval included, as the demo trains on
+    it) and its CIDEr on the evaluated test images, scored by the scorer that scores the model."""
+    references = load_references(str(toy / "annotations" / "captions_val2014.json"))
+    with open(toy / "cocotalk.json") as f:
+        images = json.load(f)["images"]
+    candidates = [c for ix in split_indices(images, train_only=False)["train"] for c in references[images[ix]["id"]]]
+    test_references = {i: references[i] for i in dict.fromkeys(image_ids)}
+    caption, searched = best_constant_caption(candidates, test_references)
+    score = constant_caption_cider(caption, test_references)
+    assert abs(score - searched) < 1e-9, (score, searched)
+    log.info("best constant caption of %d candidates: %r, CIDEr %.4f", len(candidates), caption, score)
+    return caption, score
+
+
+def relation_of(caption: str) -> str | None:
+    return next((r for r in RELATIONS if f" {r} " in f" {caption.lower().rstrip('.')} "), None)
+
+
+def relation_accuracy(preds: list[dict], references: dict[int, list[str]]) -> float:
+    """Fraction of images whose caption names the relation its references name (every toy reference names it)."""
+    return float(np.mean([relation_of(p["caption"]) == relation_of(references[p["image_id"]][0]) for p in preds]))
+
+
+def plot_examples(toy: Path, preds: list[dict], preds_zero: list[dict], scores: dict[str, float], baseline: str,
+                  path: Path, rows: int = 2, cols: int = 4) -> None:
+    """Test images with their boxes, the SCST caption, the caption with the grid vectors zeroed and two references."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from PIL import Image
 
+    references = load_references(str(toy / "annotations" / "captions_val2014.json"))
     zero = {p["image_id"]: p["caption"] for p in preds_zero}
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6))
-    for ax, p in zip(axes, preds[:n]):
-        ax.imshow(Image.open(toy / "images" / p["file_path"]))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 4.8 * rows))
+    for ax, p in zip(axes.flat, preds):
+        ax.imshow(Image.open(toy / "images" / p["file_path"]), interpolation="nearest")
         for x1, y1, x2, y2 in np.load(toy / "cocobu_box" / f"{p['image_id']}.npy"):
             ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="white", lw=0.8))
-        ax.set_title(f"{p['caption']}\n(box_vec = 0: {zero[p['image_id']]})", fontsize=7)
-        ax.axis("off")
-    fig.tight_layout()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"test image {p['image_id']}", fontsize=9)
+        lines = [("model (after SCST):", "black", "bold"), (p["caption"], "black", "bold"),
+                 ("grid vectors zeroed:", "dimgray", "normal"), (zero[p["image_id"]], "dimgray", "normal"),
+                 ("references:", "darkgreen", "normal")]
+        lines += [(r, "darkgreen", "normal") for r in references[p["image_id"]][:2]]
+        for i, (text, colour, weight) in enumerate(lines):
+            ax.text(0.0, -0.04 - 0.075 * i, text, transform=ax.transAxes, va="top", fontsize=8.5, color=colour,
+                    fontweight=weight)
+    fig.suptitle(f"CIDEr on the {len(preds)} toy test images: model {scores['after']:.2f}, grid vectors zeroed "
+                 f"{scores['zeroed']:.2f}, untrained {scores['before']:.2f}; best constant caption "
+                 f"{scores['baseline']:.2f} ('{baseline}')\nrelation word right: model {scores['relation']:.0%}, "
+                 f"grid vectors zeroed {scores['relation_zeroed']:.0%}", fontsize=11)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.9, bottom=0.2, wspace=0.15, hspace=0.75)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -107,12 +149,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toy", type=Path, required=True, help="toy data folder (toydata.cocotalk output)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--xe_iters", type=int, default=400)
+    parser.add_argument("--xe_iters", type=int, default=600)
     parser.add_argument("--scst_iters", type=int, default=30)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(1)
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     toy, out = args.toy.resolve(), args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.chdir(out)  # eval.py writes vis/ and eval_results/ here
@@ -131,11 +173,19 @@ def main() -> None:
     train_script.train(opts.parse_opt(rl_args))
     after, preds = evaluate(rl_dir, "xe", toy, toy / "cocobu_box_vec")
     zero, preds_zero = evaluate(rl_dir, "xe", toy, zero_grid_copy(toy / "cocobu_box_vec", out / "box_vec_zero"))
-    figures = [str(out / "training_curves.png"), str(out / "examples.png")]
-    plot_curves(load_pickle(xe_dir / "histories_xe.pkl"), load_pickle(rl_dir / "histories_xe.pkl"), Path(figures[0]))
-    plot_examples(toy, preds, preds_zero, Path(figures[1]))
+    baseline_caption, baseline = constant_caption_baseline(toy, [p["image_id"] for p in preds])
+    references = load_references(str(toy / "annotations" / "captions_val2014.json"))
+    scores = {"before": before, "after": after, "zeroed": zero, "baseline": baseline,
+              "relation": relation_accuracy(preds, references),
+              "relation_zeroed": relation_accuracy(preds_zero, references)}
+    figures = [str(out / "examples.png"), str(out / "training_curves.png")]
+    plot_examples(toy, preds, preds_zero, scores, baseline_caption, Path(figures[0]))
+    plot_curves(load_pickle(xe_dir / "histories_xe.pkl"), load_pickle(rl_dir / "histories_xe.pkl"), Path(figures[1]))
     result = {"metric": f"{METRIC} (toy test)", "before": before, "after": after, "seconds": time.time() - start,
-              "figures": figures, "after_xe": after_xe, "after_scst": after, "after_scst_box_vec_zeroed": zero}
+              "cpu_seconds": time.process_time() - cpu_start, "figures": figures, "baseline": baseline,
+              "baseline_name": f"best constant caption: '{baseline_caption}'", "lower_is_better": False,
+              "after_xe": after_xe, "after_scst": after, "after_scst_box_vec_zeroed": zero,
+              "relation_accuracy": scores["relation"], "relation_accuracy_box_vec_zeroed": scores["relation_zeroed"]}
     with open(out / "demo_result.json.tmp", "w") as f:
         json.dump(result, f, indent=1)
     os.replace(out / "demo_result.json.tmp", out / "demo_result.json")
