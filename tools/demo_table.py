@@ -1,7 +1,7 @@
 """Print the `make demo` table from each subproject's `demo_result.json` and write `index.html` beside them.
 
 Contract: every subproject's `make demo` writes OUT/demo_result.json with keys `metric` (str), `before`, `after`,
-`seconds` (floats), `figures` (list of image paths) and, to be compared with its trivial baseline on the same split,
+`seconds` (wall, floats), `figures` (list of image paths), optionally `cpu_seconds`, and, to be compared with its trivial baseline on the same split,
 `baseline` (float), `baseline_name` (str) and `lower_is_better` (bool). The page embeds every figure as a data URI,
 so it reads offline and can be moved as one file.
 """
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 SUBPROJECTS = ["difnet", "dmn", "gin", "clip4idc", "spatial_captioning"]
-HEADER = ("subproject", "metric (toy data)", "before", "after", "baseline", "beats baseline", "seconds")
+HEADER = ("subproject", "metric (toy data)", "before", "after", "baseline", "beats baseline", "wall s", "CPU s")
 
 
 def beats_baseline(result: dict) -> str:
@@ -29,7 +29,8 @@ def table_row(name: str, result: dict) -> tuple[str, ...]:
     baseline = result.get("baseline")
     baseline_text = f"{baseline:.4f} ({result.get('baseline_name', '?')})" if baseline is not None else "-"
     return (name, result["metric"], f"{result['before']:.4f}", f"{result['after']:.4f}", baseline_text,
-            beats_baseline(result), f"{result['seconds']:.0f}")
+            beats_baseline(result), f"{result['seconds']:.0f}",
+            f"{result['cpu_seconds']:.0f}" if result.get("cpu_seconds") is not None else "-")
 
 
 def image_tag(path: Path) -> str:

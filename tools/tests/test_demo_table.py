@@ -23,14 +23,14 @@ def test_table_and_page(tmp_path, capsys):
     write_result(tmp_path / "difnet", metric="CIDEr-D (test)", before=0.1, after=4.9, baseline=0.6,
                  baseline_name="best constant caption", lower_is_better=False)
     write_result(tmp_path / "clip4idc", metric="token cross-entropy", before=3.6, after=0.9, baseline=0.8,
-                 baseline_name="always 'no change'", lower_is_better=True)
+                 baseline_name="always 'no change'", lower_is_better=True, cpu_seconds=30.2)
     write_result(tmp_path / "gin", metric="acc@0.5", before=0.0, after=0.5)
     assert demo_table.main(tmp_path) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in
             demo_table.SUBPROJECTS}
-    assert rows["difnet"].split()[-2] == "yes"
-    assert rows["clip4idc"].split()[-2] == "no"  # lower is better and 0.9 > 0.8
+    assert rows["difnet"].split()[-3:] == ["yes", "12", "-"]
+    assert rows["clip4idc"].split()[-3:] == ["no", "12", "30"]  # lower is better and 0.9 > 0.8
     assert "no baseline" in rows["gin"]
     assert "no demo result for: dmn, spatial_captioning" in out
     page = (tmp_path / "index.html").read_text()
