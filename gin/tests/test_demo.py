@@ -10,8 +10,8 @@ from baselines import toy_baselines
 
 
 def test_demo_writes_result_with_baseline_and_a_readable_figure(small_toy, tmp_path):
-    # A tiny CPU budget: one epoch (10 batches of the small toy set) and the evaluations.
-    summary = demo.main(["--out", str(tmp_path), "--toy", str(small_toy), "--toy_seed", "3", "--cpu_seconds", "0.001"])
+    # One epoch (10 batches of the small toy set) and the evaluations.
+    summary = demo.main(["--out", str(tmp_path), "--toy", str(small_toy), "--toy_seed", "3", "--epochs", "1"])
     written = json.loads((tmp_path / "demo_result.json").read_text())
     assert written == summary
     baselines = toy_baselines(small_toy, "test", seed=3)
