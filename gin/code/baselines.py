@@ -68,6 +68,9 @@ def replay_toy_scenes(seed: int, images_per_split: list[int], width: int, height
 def toy_objects(toy: Path, split: str, seed: int) -> tuple[list[Box], list[list[Box]]]:
     """The ground-truth box of each row of ``toy/csv_dir/<split>.csv`` and every object's box of its image."""
     csv_dir = toy / "csv_dir"
+    missing = [str(csv_dir / f"{s}.csv") for s in ("train_flat", "val", "test") if not (csv_dir / f"{s}.csv").is_file()]
+    if missing:
+        raise DataError(f"toy CSV {missing[0]} not found (run 'make gin-toy' or pass --toy DIR)")
     names = {s: pd.read_csv(csv_dir / f"{s}.csv", usecols=["img_id"])["img_id"] for s in ("train_flat", "val", "test")}
     width, height = Image.open(toy / "saiapr_tc12_images" / names["test"].iloc[0]).size
     scenes = replay_toy_scenes(seed, [n.nunique() for n in names.values()], width, height)

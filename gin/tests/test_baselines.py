@@ -36,3 +36,8 @@ def test_toy_objects_replay_the_generator_and_check_it_against_the_csv(small_toy
     assert random_object_accuracy(gt, objects) == 0.25
     with pytest.raises(DataError, match="seed 4.*--toy_seed"):
         toy_objects(small_toy, "test", seed=4)
+
+
+def test_a_missing_toy_set_names_the_file_and_the_fix(tmp_path):
+    with pytest.raises(DataError, match="train_flat.csv not found.*make gin-toy"):
+        toy_objects(tmp_path, "test", seed=0)
