@@ -46,16 +46,22 @@ def change_keywords(data: str) -> dict[str, str]:
     return {name: keyword_of_type[t] for t, names in types.items() if t in keyword_of_type for name in names}
 
 
+def caption_kind(caption: str) -> str | None:
+    """The one change keyword (or "no") a caption names; None when it names none or several (e.g. word salad)."""
+    named = set(caption.split()) & {*KEYWORDS.values(), NO_CHANGE_WORD}
+    return named.pop() if len(named) == 1 else None
+
+
 def kind_accuracy(hyps: list[dict], keywords: dict[str, str]) -> float:
-    """Share of changed pairs whose caption holds the keyword of their change kind."""
+    """Share of changed pairs whose caption names their change kind and no other (nor "no")."""
     changed = [h for h in hyps if not h["image_id"].endswith("_n")]
-    return sum(keywords[h["image_id"]] in h["caption"].split() for h in changed) / len(changed)
+    return sum(caption_kind(h["caption"]) == keywords[h["image_id"]] for h in changed) / len(changed)
 
 
 def distractor_accuracy(hyps: list[dict]) -> float:
-    """Share of distractor (lighting-only) pairs whose caption says no change."""
+    """Share of distractor (lighting-only) pairs whose caption says no change and names no change kind."""
     distractors = [h for h in hyps if h["image_id"].endswith("_n")]
-    return sum(NO_CHANGE_WORD in h["caption"].split() for h in distractors) / len(distractors)
+    return sum(caption_kind(h["caption"]) == NO_CHANGE_WORD for h in distractors) / len(distractors)
 
 
 def constant_captions(hyps: list[dict], caption: str) -> list[dict]:
@@ -99,7 +105,7 @@ def save_composite(data: str, hyps: list[dict], before_hyps: list[dict], gts: di
             ax.set_title(f"{image_id.removesuffix('_n')} {title}", fontsize=9)
             ax.axis("off")
         kind = "distractor (lighting only)" if distractor else f"changed ({keywords[image_id]})"
-        right = (NO_CHANGE_WORD if distractor else keywords[image_id]) in hyp["caption"].split()
+        right = caption_kind(hyp["caption"]) == (NO_CHANGE_WORD if distractor else keywords[image_id])
         text = [f"pair: {kind}", f"after stage 2: {hyp['caption']}  [{'right' if right else 'wrong'} kind]",
                 textwrap.shorten(f"before stage 2: {untrained.get(image_id, '')}", 80)]
         text += textwrap.wrap("references: " + "; ".join(gts[image_id][:3]), 80)
@@ -121,16 +127,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--caption_epochs", type=int, default=6)
     parser.add_argument("--lr", type=float, default=2e-3, help="both stages")
     parser.add_argument("--caption_coef_lr", type=float, default=0.1, help="stage 2's --coef_lr (stage 1: 1)")
-    parser.add_argument("--batch_size", type=int, default=32, help="both stages")
+    parser.add_argument("--batch_size", type=int, default=32, help="stage 1")
+    parser.add_argument("--caption_batch_size", type=int, default=32, help="stage 2")
     args = parser.parse_args(argv)
     start, cpu_start = time.time(), time.process_time()
     data = os.path.join(args.toy, "clevr_change", "data")
     # --overwrite: a rerun of the demo replaces the demo's own earlier checkpoints.
-    common = ["--data_path", data, "--features_path", data, "--overwrite", "--lr", str(args.lr),
-              "--batch_size", str(args.batch_size)] + SMALL
+    common = ["--data_path", data, "--features_path", data, "--overwrite", "--lr", str(args.lr)] + SMALL
     stage1_dir = os.path.join(args.out, "retrieval")
     stage1 = main_task_retrieval.main(["--do_train", "--epochs", str(args.retrieval_epochs), "--coef_lr", "1",
-                                       "--output_dir", stage1_dir] + common)
+                                       "--batch_size", str(args.batch_size), "--output_dir", stage1_dir] + common)
     stage1_cpu = time.process_time() - cpu_start
     init = ["--init_model", os.path.join(stage1_dir, f"pytorch_model.bin.{args.retrieval_epochs - 1}"),
             "--gt_dir", os.path.join(args.toy, "gt"), "--no_meteor"]
@@ -138,7 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
     before = main_task_caption.main(["--do_eval", "--output_dir", before_dir] + init + common)
     # A stage-2 --coef_lr below 1 moves the adapted visual tower slower than the decoder (the original: 1e-3).
     after = main_task_caption.main(["--do_train", "--epochs", str(args.caption_epochs), "--output_dir", after_dir,
-                                    "--coef_lr", str(args.caption_coef_lr)] + init + common)
+                                    "--coef_lr", str(args.caption_coef_lr), "--batch_size", str(args.caption_batch_size)]
+                                   + init + common)
     cpu_seconds = time.process_time() - cpu_start
 
     keywords = change_keywords(data)

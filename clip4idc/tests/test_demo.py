@@ -32,6 +32,8 @@ def test_keyword_scores_of_references_and_baseline(toy_root):
     moved = demo.constant_captions(references, "the red cube has moved")
     assert demo.kind_accuracy(moved, keywords) == 0.25
     assert demo.distractor_accuracy(moved) == 0.0
+    salad = demo.constant_captions(references, "changed added moved removed no")
+    assert demo.kind_accuracy(salad, keywords) == 0.0 == demo.distractor_accuracy(salad)
     scores = demo.caption_scores(no_change, keywords, gts)
     assert scores["cider_changed"] == 0.0 and scores["cider_total"] > 1.0
 
