@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--toy", required=True, help="toy root written by python -m toydata.idc")
     parser.add_argument("--out", required=True)
     parser.add_argument("--retrieval_epochs", type=int, default=10)
-    parser.add_argument("--caption_epochs", type=int, default=6)
+    parser.add_argument("--caption_epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=2e-3, help="both stages")
     parser.add_argument("--caption_coef_lr", type=float, default=0.1, help="stage 2's --coef_lr (stage 1: 1)")
     parser.add_argument("--batch_size", type=int, default=32, help="stage 1")

@@ -60,8 +60,8 @@ def test_demo_beats_the_no_change_baseline(tmp_path):
     result = demo.main(["--toy", str(tmp_path / "toy"), "--out", str(tmp_path / "out")])
     saved = json.loads((tmp_path / "out" / "demo_result.json").read_text())
     assert saved["after"] == result["after"] and saved["lower_is_better"] is False
-    # Measured here (default flags, 120 s CPU): kind accuracy 14.1 % vs 0 %, distractors 98.4 %, changed CIDEr 0.69.
-    assert saved["after"] >= saved["baseline"] + 0.1
-    assert saved["scores"]["after"]["cider_changed"] >= 0.3
+    # Measured here (default flags, 179 s CPU): kind accuracy 23.4 % vs 0 %, distractors 96.9 %, changed CIDEr 1.00.
+    assert saved["after"] >= saved["baseline"] + 0.15
+    assert saved["scores"]["after"]["cider_changed"] >= 0.5
     assert saved["scores"]["after"]["distractor_accuracy"] >= 0.9
     assert Image.open(saved["figures"][0]).size[0] >= 800
