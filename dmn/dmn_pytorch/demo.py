@@ -1,8 +1,8 @@
 """Toy demo: the untrained model, then the language check's two-stage schedule cut to the demo's CPU budget.
 
 Stages (toy val, cumulative IoU, against the query-blind "predict every shape of the image" baseline on the same
-split): evaluate the untrained high-res model; train low-res (per-pixel multimodal SRU, size 256: an 8 x 8
-multimodal map); train high-res from the low-res weights at a lower learning rate and evaluate. Writes
+split): evaluate the untrained high-res model; train low-res (per-pixel multimodal SRU, size 192: a 6 x 6
+multimodal map); train high-res from the low-res weights at a lower learning rate and evaluate (~280 CPU s in all). Writes
 ``demo_result.json``, a composite figure (image, query, ground truth, prediction for val queries that name
 different objects of one image) and the IoU-vs-threshold curves.
 
@@ -142,11 +142,11 @@ def demo_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="toy data folder (python -m toydata.refer --out ...)")
     parser.add_argument("--out", required=True, type=Path, help="folder for demo_result.json and the figures")
-    parser.add_argument("--size", type=int, default=256, help="image size (the multimodal map is size / 32 wide)")
-    parser.add_argument("--low-res-epochs", type=int, default=3, help="low-res epochs (batch size 1)")
+    parser.add_argument("--size", type=int, default=192, help="image size (the multimodal map is size / 32 wide)")
+    parser.add_argument("--low-res-epochs", type=int, default=4, help="low-res epochs (batch size 1)")
     parser.add_argument("--low-res-steps", type=int, default=970, help="at most this many steps per low-res epoch")
     parser.add_argument("--lr", type=float, default=2e-3, help="low-res learning rate")
-    parser.add_argument("--high-res-steps", type=int, default=600, help="high-res training steps (one epoch)")
+    parser.add_argument("--high-res-steps", type=int, default=970, help="high-res training steps (one epoch)")
     parser.add_argument("--high-res-lr", type=float, default=5e-4, help="high-res learning rate")
     parser.add_argument("--seed", type=int, default=1111)
     return parser
