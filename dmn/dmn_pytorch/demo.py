@@ -2,7 +2,7 @@
 
 Stages (toy val, cumulative IoU, against the query-blind "predict every shape of the image" baseline on the same
 split): evaluate the untrained high-res model; train low-res (per-pixel multimodal SRU, size 192: a 6 x 6
-multimodal map); train high-res from the low-res weights at a lower learning rate and evaluate (~280 CPU s in all). Writes
+multimodal map); train high-res from the low-res weights at a lower learning rate and evaluate (~330 CPU s in all). Writes
 ``demo_result.json``, a composite figure (image, query, ground truth, prediction for val queries that name
 different objects of one image) and the IoU-vs-threshold curves.
 
@@ -143,7 +143,7 @@ def demo_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, type=Path, help="toy data folder (python -m toydata.refer --out ...)")
     parser.add_argument("--out", required=True, type=Path, help="folder for demo_result.json and the figures")
     parser.add_argument("--size", type=int, default=192, help="image size (the multimodal map is size / 32 wide)")
-    parser.add_argument("--low-res-epochs", type=int, default=4, help="low-res epochs (batch size 1)")
+    parser.add_argument("--low-res-epochs", type=int, default=5, help="low-res epochs (batch size 1)")
     parser.add_argument("--low-res-steps", type=int, default=970, help="at most this many steps per low-res epoch")
     parser.add_argument("--lr", type=float, default=2e-3, help="low-res learning rate")
     parser.add_argument("--high-res-steps", type=int, default=970, help="high-res training steps (one epoch)")
