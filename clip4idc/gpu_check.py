@@ -6,8 +6,6 @@ groups (engine.prep_optimizer); greedy captions (CLIP4IDC.greedy_decode) for the
 """
 from __future__ import annotations
 
-import argparse
-import logging
 
 import torch
 
@@ -41,12 +39,8 @@ def caption_loss(model: CLIP4IDC, b: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.add_arguments(parser)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = harness.settings_from(args, train_steps=3 if args.tiny else 10, infer_iters=1 if args.tiny else 3,
-                                     budget_s=55)
+    args, settings = harness.parse_settings(__doc__.split("\n\n")[0], train_steps=10, infer_iters=3,
+                                            budget_s=55)
     clip_cfg = TINY_CLIP if args.tiny else ClipConfig()
     decoder = "decoder-tiny" if args.tiny else "decoder-base"
     intra_layers = 2 if args.tiny else 9

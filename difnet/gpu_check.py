@@ -6,8 +6,6 @@ for the bf16 comparison; one SCST iteration (beam 5, CIDEr-D reward) per precisi
 """
 from __future__ import annotations
 
-import argparse
-import logging
 
 import torch
 
@@ -64,12 +62,8 @@ def scst_iteration(model: CaptioningModel, grid: torch.Tensor, seg: torch.Tensor
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.add_arguments(parser)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = harness.settings_from(args, train_steps=3 if args.tiny else 10, infer_iters=1 if args.tiny else 5,
-                                     budget_s=50)
+    args, settings = harness.parse_settings(__doc__.split("\n\n")[0], train_steps=10, infer_iters=5,
+                                            budget_s=50)
     cfg = ModelConfig(mode="difnet_lrp", **(TINY if args.tiny else {}))
     train_batch, infer_batch = (8, 8) if args.tiny else (50, 50)
     grid, seg, tokens = inputs(train_batch, 16, cfg.vocab_size, settings.device)

@@ -8,7 +8,6 @@ CIDEr-D reward against the greedy baseline) per precision, through engine.scst_l
 from __future__ import annotations
 
 import argparse
-import logging
 
 import numpy as np
 import torch
@@ -62,12 +61,8 @@ def on_device(data: dict, device: torch.device) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.add_arguments(parser)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = harness.settings_from(args, train_steps=3 if args.tiny else 10, infer_iters=1 if args.tiny else 5,
-                                     budget_s=50)
+    args, settings = harness.parse_settings(__doc__.split("\n\n")[0], train_steps=10, infer_iters=5,
+                                            budget_s=50)
     cfg = TransformerConfig(**(TINY if args.tiny else {}))
     boxes = 10 if args.tiny else 50
     (xe_images, scst_images, infer_images) = (2, 2, 4) if args.tiny else (15, 9, 50)

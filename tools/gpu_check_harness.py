@@ -88,8 +88,11 @@ class Settings:
         return self.device.type == "cuda"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags every subproject's gpu_check script takes (tools/gpu_check.py passes them on)."""
+def parse_settings(description: str, *, train_steps: int, infer_iters: int, budget_s: float
+                   ) -> tuple[argparse.Namespace, Settings]:
+    """The flags every subproject's gpu_check script takes (tools/gpu_check.py passes them on), parsed into the run's
+    settings; ``train_steps`` and ``infer_iters`` are for the paper size (``--tiny`` runs 3 and 1)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tiny", action="store_true", help="narrow widths and small batches (CPU test)")
     parser.add_argument("--out", type=Path, required=True, help="JSON file for this subproject's results")
@@ -97,9 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile_backend", choices=["inductor", "eager", "none"], default=None,
                         help="torch.compile backend (default inductor on CUDA; none on CPU, where inductor "
                              "compiles C++ for minutes; eager exercises the compile path cheaply)")
-
-
-def settings_from(args: argparse.Namespace, *, train_steps: int, infer_iters: int, budget_s: float) -> Settings:
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check: --device cuda but torch sees no CUDA device; use --device cpu")
     device = torch.device(args.device)
@@ -108,8 +110,9 @@ def settings_from(args: argparse.Namespace, *, train_steps: int, infer_iters: in
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False  # the float32 reference must be float32
         torch.backends.cudnn.allow_tf32 = False
-    return Settings(device, args.tiny, train_steps, infer_iters, backend,
-                    args.budget if args.budget is not None else budget_s)
+    settings = Settings(device, args.tiny, 3 if args.tiny else train_steps, 1 if args.tiny else infer_iters, backend,
+                        args.budget if args.budget is not None else budget_s)
+    return args, settings
 
 
 def autocast(precision: str, device: torch.device):

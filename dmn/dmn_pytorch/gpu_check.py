@@ -7,8 +7,6 @@ batch 1 (the original) against batched, through dmn_pytorch.bench.
 """
 from __future__ import annotations
 
-import argparse
-import logging
 
 import torch
 import torch.nn.functional as F
@@ -67,12 +65,8 @@ def batch1_vs_batched(fresh_model, settings: harness.Settings, size: int, batche
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.add_arguments(parser)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = harness.settings_from(args, train_steps=3 if args.tiny else 8, infer_iters=1 if args.tiny else 5,
-                                     budget_s=70)
+    args, settings = harness.parse_settings(__doc__.split("\n\n")[0], train_steps=8, infer_iters=5,
+                                            budget_s=70)
     widths = TINY if args.tiny else {"backend": "dpn92"}
     size, train_bs, infer_bs = (64, 2, 4) if args.tiny else (512, 4, 8)
     train_batch = query_batch(train_bs, size, settings.device)

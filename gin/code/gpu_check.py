@@ -7,8 +7,6 @@ On CUDA the model and images are channels_last, as code/bench.py runs them.
 """
 from __future__ import annotations
 
-import argparse
-import logging
 
 import torch
 
@@ -61,12 +59,8 @@ def ms_per_image(fresh_model, evaluator, settings: harness.Settings, batches: tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.add_arguments(parser)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = harness.settings_from(args, train_steps=3 if args.tiny else 10, infer_iters=1 if args.tiny else 5,
-                                     budget_s=70)
+    args, settings = harness.parse_settings(__doc__.split("\n\n")[0], train_steps=10, infer_iters=5,
+                                            budget_s=70)
     if settings.on_gpu:
         torch.backends.cudnn.benchmark = True
     cfg = {**load_config(DEFAULT_CFG), "arch": "gin", **(TINY if args.tiny else {})}
