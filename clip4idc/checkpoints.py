@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from modules.build import CheckpointError
+from modules.build import CheckpointError, read_checkpoint
 from util import save_atomic
 
 logger = logging.getLogger(__name__)
@@ -89,15 +89,8 @@ def save_epoch(output_dir: str, epoch: int, optimizer: torch.optim.Optimizer, lo
 
 def load_resume(path: str) -> dict:
     """The ``--resume_model`` file, checked: it must be a ``pytorch_opt.bin.<epoch>`` this code wrote."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"--resume_model not found: {path} (pass the pytorch_opt.bin.<epoch> of the run to "
-                              "continue)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        reason = (str(err).splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"--resume_model {path} is not a readable checkpoint ({reason}); pass the "
-                              "pytorch_opt.bin.<epoch> of the run to continue") from err
+    fix = "pass the pytorch_opt.bin.<epoch> of the run to continue"
+    checkpoint = read_checkpoint(path, "--resume_model", "checkpoint", fix, missing_hint=f" ({fix})")
     missing = [k for k in OPTIMIZER_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
     if missing:
         raise CheckpointError(f"--resume_model {path} lacks {', '.join(missing)}: not a pytorch_opt.bin.<epoch> "

@@ -28,15 +28,20 @@ def build_tokenizer(args) -> ClipTokenizer:
     return ClipTokenizer.compact(corpus_sentences(args.datatype, args.data_path))
 
 
-def load_init_model(path: str) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: str, flag: str, what: str, fix: str, missing_hint: str = ""):
+    """``torch.load`` of the file a flag names; a missing or unreadable file is one CheckpointError with the fix."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"--init_model not found: {path}")
+        raise CheckpointError(f"{flag} not found: {path}{missing_hint}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
         reason = (str(err).splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"--init_model {path} is not a readable state dict ({reason}); pass a pytorch_model.bin."
-                              "<epoch> written by main_task_retrieval.py or main_task_caption.py") from err
+        raise CheckpointError(f"{flag} {path} is not a readable {what} ({reason}); {fix}") from err
+
+
+def load_init_model(path: str) -> dict[str, torch.Tensor]:
+    state = read_checkpoint(path, "--init_model", "state dict", "pass a pytorch_model.bin.<epoch> written by "
+                            "main_task_retrieval.py or main_task_caption.py")
     if not isinstance(state, dict) or not any(k.startswith("clip.") for k in state):
         raise CheckpointError(f"--init_model {path} holds no 'clip.*' keys: not a CLIP4IDC checkpoint; pass a "
                               "pytorch_model.bin.<epoch> written by main_task_retrieval.py or main_task_caption.py")
