@@ -108,6 +108,11 @@ def file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
+def missing_members(names: set[str], members: list[str]) -> list[str]:
+    """The members (files, or folders given by their path) that an archive listing lacks."""
+    return [m for m in members if m not in names and not any(n.startswith(m.rstrip("/") + "/") for n in names)]
+
+
 def check_zip(path: Path, members: list[str]) -> None:
     try:
         with zipfile.ZipFile(path) as z:
@@ -117,7 +122,7 @@ def check_zip(path: Path, members: list[str]) -> None:
         raise BadFile(f"not a readable zip archive ({e})") from None
     if broken is not None:
         raise BadFile(f"zip member {broken} is corrupt")
-    missing = [m for m in members if m not in names and not any(n.startswith(m.rstrip("/") + "/") for n in names)]
+    missing = missing_members(names, members)
     if missing:
         raise BadFile(f"zip lacks {', '.join(missing)}")
 
@@ -128,7 +133,7 @@ def check_tar(path: Path, members: list[str]) -> None:
             names = set(t.getnames())
     except (tarfile.TarError, OSError, EOFError) as e:
         raise BadFile(f"not a readable tar archive ({e})") from None
-    missing = [m for m in members if m not in names and not any(n.startswith(m.rstrip("/") + "/") for n in names)]
+    missing = missing_members(names, members)
     if missing:
         raise BadFile(f"tar archive lacks {', '.join(missing)}")
 
