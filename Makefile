@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # One thread per process for tests and toy runs: two threads on two shared cores thrash.
 THREADS_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
 
-.PHONY: help setup test test-portability demo bench bench-eval gpu-check dmn-language-check clean $(foreach p,$(SUBPROJECTS),$(p)-data $(p)-toy $(p)-train $(p)-test $(p)-demo)
+.PHONY: help setup test test-portability test-multinode demo bench bench-eval bench-decode gpu-check dmn-language-check clean $(foreach p,$(SUBPROJECTS),$(p)-data $(p)-toy $(p)-train $(p)-test $(p)-demo)
 
 help: ## list every target
 	@echo "vlrepro targets:"
@@ -43,6 +43,9 @@ test: setup ## run every test suite (one process per subproject) and print "N pa
 test-portability: setup ## the parity tests again with torch/MKL dispatch forced to older CPUs (default, AVX2); not in make test
 	@$(THREADS_ENV) $(PY) tools/run_tests.py --portability $(ARGS)
 
+test-multinode: setup ## two "nodes" on 127.0.0.1 vs one process, and an elastic restart after a killed worker, per subproject; not in make test
+	@$(THREADS_ENV) $(PY) tools/run_tests.py --multinode $(ARGS)
+
 demo: setup ## toy data -> brief training -> evaluation for every subproject (two at a time); table + runs/demo/index.html
 	@rm -rf runs/demo && mkdir -p runs/demo
 	@$(PY) tools/run_demos.py --python $(PY) --out $(CURDIR)/runs/demo
@@ -50,7 +53,10 @@ demo: setup ## toy data -> brief training -> evaluation for every subproject (tw
 bench-eval: setup ## shared_eval speed against pycocoevalcap (same input, same numbers)
 	@$(PY) -m shared_eval.bench
 
-bench: bench-eval ## every benchmark: shared_eval, then each subproject's speed figures
+bench-decode: setup ## captioners' key/value-cached decoding against the original's full-prefix path (ARGS=--quick: a few CPU minutes); runs/bench/decode.json
+	@$(PY) tools/bench_decode.py $(ARGS)
+
+bench: bench-eval bench-decode ## every benchmark: shared_eval, then each subproject's speed figures
 	@for p in $(SUBPROJECTS); do \
 	  if [ -f $$p/Makefile ]; then $(MAKE) --no-print-directory -C $$p bench PY=$(PY) ROOT=$(CURDIR) ARGS="$(ARGS)"; fi; \
 	done

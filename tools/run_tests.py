@@ -5,6 +5,9 @@ Suites run two at a time (one torch thread each) on the two cores this project t
 
 `--portability` runs instead the tests marked `parity` of every suite once per simulated CPU (torch's and MKL's
 dispatch forced down to older instruction sets), so a reference recorded on one CPU is checked against others.
+
+`--multinode` runs instead the tests marked `multinode` of the five subprojects (several torchrun launches on
+127.0.0.1 each), one subproject at a time since each test already starts two processes.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITES = ["shared_eval", "difnet", "dmn", "gin", "clip4idc", "spatial_captioning", "toydata", "tools"]
 # Suites that compute no model outputs (toy-data writers, scripts around the subprojects): no parity tests.
 WITHOUT_PARITY = {"toydata", "tools"}
+# Suites that train a model: each has multi-node and elastic-restart tests.
+SUBPROJECTS = ["difnet", "dmn", "gin", "clip4idc", "spatial_captioning"]
 # Simulated CPUs for --portability: the environment each run adds.
 CPU_DISPATCH = {
     "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
@@ -78,20 +83,27 @@ def run_suite(job: Job) -> SuiteResult:
                        proc.stdout + proc.stderr)
 
 
-def jobs_for(suites: list[str], extra_args: list[str], portability: bool) -> list[Job]:
-    if not portability:
+def jobs_for(suites: list[str], extra_args: list[str], mode: str) -> list[Job]:
+    if mode == "multinode":
+        return [Job(s, f"{s} [multinode]", ["--multinode", "-m", "multinode", *extra_args], {})
+                for s in suites if s in SUBPROJECTS]
+    if mode != "portability":
         return [Job(s, s, extra_args, {}) for s in suites]
     return [Job(s, f"{s} [{cpu}]", ["-m", "parity", *extra_args], env)
             for cpu, env in CPU_DISPATCH.items() for s in suites if s not in WITHOUT_PARITY]
 
 
 def main() -> int:
-    extra_args = sys.argv[1:]
-    portability = "--portability" in extra_args
-    extra_args = [a for a in extra_args if a != "--portability"]
+    modes = {"--portability": "portability", "--multinode": "multinode"}
+    chosen = [modes[a] for a in sys.argv[1:] if a in modes]
+    if len(chosen) > 1:
+        print("choose one of --portability and --multinode", file=sys.stderr)
+        return 2
+    mode = chosen[0] if chosen else "all"
+    extra_args = [a for a in sys.argv[1:] if a not in modes]
     suites = [s for s in SUITES if (ROOT / s / "tests").is_dir()]
-    jobs = jobs_for(suites, extra_args, portability)
-    workers = int(os.environ.get("TEST_JOBS", "2"))
+    jobs = jobs_for(suites, extra_args, mode)
+    workers = 1 if mode == "multinode" else int(os.environ.get("TEST_JOBS", "2"))
     print(f"running {len(jobs)} suites, {workers} at a time: {', '.join(j.label for j in jobs)}", flush=True)
     results: list[SuiteResult] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
