@@ -204,7 +204,8 @@ class Run:
         elastic_restart = any(all_gather_objects(int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0))
         self.refuse_other_runs_files()
         last = self.paths.last_file
-        state = read_checkpoint(last) if last.is_file() else None
+        fix = "it holds this run's resumable state: move it away to start the run anew"
+        state = read_checkpoint(last, fix) if last.is_file() else None
         if state is not None and state.get("last_of") != self.uid:
             raise CheckpointError(f"{last} is not run {self.uid}'s resumable state but the best checkpoint of run "
                                   f"{last.stem!r}, which this run would overwrite; choose another UID or --tmp_path")

@@ -84,3 +84,6 @@ def test_a_uid_never_overwrites_another_runs_checkpoint(flags, tmp_path):
     save_checkpoint(models / "b_last.pth", torch.nn.Linear(1, 1), num_epoch=1, best_met=0.5, last_of="b")
     with pytest.raises(CheckpointError, match="resumable state of run 'b'"):
         main_dist.main_dist("b_last", flags)
+    (models / "c_last.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="c_last.pth could not be read .*move it away to start the run anew"):
+        main_dist.main_dist("c", flags)

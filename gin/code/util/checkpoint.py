@@ -46,9 +46,10 @@ def strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len(PREFIX):] if k.startswith(PREFIX) else k: v for k, v in state.items()}
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint dict at ``path``, checked to be a GIN/ZSGNet trainer checkpoint (has ``model_state_dict``)."""
-    fix = "pass --resume_path=a models/UID.pth written by gin's main_dist.py or the released GIN/ZSGNet weights"
+def read_checkpoint(path: Path, fix: str = "pass --resume_path=a models/UID.pth written by gin's main_dist.py or the "
+                                          "released GIN/ZSGNet weights") -> dict[str, Any]:
+    """The checkpoint dict at ``path``, checked to be a GIN/ZSGNet trainer checkpoint (has ``model_state_dict``);
+    ``fix`` ends the message when it is not."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found (train first, pass --resume_path=..., or fetch the "
                               f"released weights with 'make gin-data')")
