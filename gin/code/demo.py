@@ -35,6 +35,7 @@ TOY_OVERRIDES = {
     "backbone_layers": "[1,1,1,1]", "afs_hidden": "32", "afs_out": "32", "fpn_dim": "32", "head_dim": "32",
     "lstm_dim": "32", "lr": "2e-3", "sched_mode": "max", "nw": "0", "seed": "0", "epochs": "100", "resume": "False",
     "max_train_batches": "110",  # shorter epochs, so whole epochs fit the demo's time budget
+    "resume_last": "False",  # every demo trains from scratch, even where a killed demo left its state
 }
 # About 30 CPU s an epoch; lr 3e-3 beat 2e-3 at 5 epochs (README's demo section has the measured alternatives).
 DEMO_EPOCHS, DEMO_LR = 5, 3e-3

@@ -5,7 +5,9 @@
 
 Every key of configs/cfg.yaml can be overridden (typed, unknown keys rejected). Evaluation only:
 ``--resume=True --only_val=True --only_test=True [--resume_path=...]``. Outputs go under ``tmp_path``:
-txt_logs/UID.txt, ext_logs/UID.txt, tb_logs/UID/, models/UID.pth, predictions/UID/.
+txt_logs/UID.txt, ext_logs/UID.txt, tb_logs/UID/, models/UID.pth (best val Acc), models/UID_last.pth (every epoch
+end), predictions/UID/. The same training command run again (by hand, or by ``torchrun --max-restarts``) continues an
+unfinished run from models/UID_last.pth (``--resume_last=False``: never).
 
 The LSTM starts from a new random state on every forward (``--lstm_init=random``, the original's default, kept), so
 two runs of the same evaluation give different boxes and accuracies; ``--lstm_init=zeros`` makes them repeatable and
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import sys
 import tempfile
@@ -34,11 +37,14 @@ from errors import CheckpointError, GinError, exit_with
 from models import build_model
 from models.evaluator import Evaluator
 from models.loss import ZSGLoss
-from util.checkpoint import atomic_write_bytes, load_model_state, read_checkpoint, save_checkpoint
-from util.dist import barrier, cleanup, get_rank, init_distributed, is_main_process
+from util.checkpoint import (atomic_write_bytes, load_model_state, read_checkpoint, save_checkpoint,
+                              stale_temporaries)
+from util.dist import all_gather_objects, barrier, cleanup, get_rank, init_distributed, is_main_process
+from util.rng import rng_state, set_rng_state
 
 LOG = logging.getLogger("gin")
 IGNORED_LAUNCHER_FLAGS = ("local_rank",)  # torch.distributed.launch passes --local-rank/--local_rank; LOCAL_RANK wins
+LAST_SUFFIX = "_last"
 
 
 @dataclass
@@ -63,6 +69,11 @@ class RunPaths:
         return self.root / "models" / f"{self.uid}.pth"
 
     @property
+    def last_file(self) -> Path:
+        """The resumable state written at every epoch end, beside the best-val-Acc ``model_file``."""
+        return self.root / "models" / f"{self.uid}{LAST_SUFFIX}.pth"
+
+    @property
     def predictions_dir(self) -> Path:
         return self.root / "predictions" / self.uid
 
@@ -76,7 +87,7 @@ class RunPaths:
             except OSError as exc:
                 raise ConfigError(f"--tmp_path={self.root}: cannot write into {d} ({exc.strerror or exc}); choose "
                                   f"another --tmp_path or move what is in the way") from None
-        for f in (self.txt_log, self.ext_log, self.model_file):
+        for f in (self.txt_log, self.ext_log, self.model_file, self.last_file):
             if f.is_dir():
                 raise ConfigError(f"--tmp_path={self.root}: {f} is a folder, but this run writes a file there; "
                                   f"choose another --tmp_path or UID")
@@ -146,8 +157,12 @@ class Run:
         LOG.info("run %s: arch=%s ds=%s device=%s world_size=%d", uid, cfg["arch"], cfg["ds_to_use"], self.device,
                  self.world_size)
 
-        self.resume_from = self.checkpoint_to_load() if cfg["resume"] else None
-        self.checkpoint = read_checkpoint(self.resume_from) if self.resume_from is not None else None
+        self.continued = self.run_to_continue()
+        if self.continued is not None:
+            self.resume_from, self.checkpoint = self.paths.last_file, self.continued
+        else:
+            self.resume_from = self.checkpoint_to_load() if cfg["resume"] else None
+            self.checkpoint = read_checkpoint(self.resume_from) if self.resume_from is not None else None
         splits = read_splits(cfg, resolve_path)
         words = load_word_vectors(cfg["word_vectors"], cfg["emb_dim"])
         self.datasets = datasets = get_datasets(cfg, splits, words, resolve_path)
@@ -158,7 +173,7 @@ class Run:
 
         ratios, scales = anchor_ratios_scales(cfg)
         # A strictly loaded checkpoint replaces every weight: the ImageNet file is then neither needed nor missed.
-        replaced = self.resume_from is not None and cfg["strict_load"]
+        replaced = self.resume_from is not None and (cfg["strict_load"] or self.continued is not None)
         if replaced:
             LOG.info("backbone weights come from %s (the ImageNet file is not read)", self.resume_from)
         model = build_model(cfg, len(ratios) * len(scales), load_pretrained=not replaced).to(self.device)
@@ -179,6 +194,61 @@ class Run:
         self.best_met = 0.0
         self.history: list[dict[str, float]] = []  # per epoch: epoch, val Acc, train loss
         write_txt_log(self.paths, json.dumps(cfg) + "\n\n" + "  ".join(self.log_keys))
+
+    def run_to_continue(self) -> dict[str, Any] | None:
+        """The state in UID_last.pth when this training command continues the run that wrote it: same settings and
+        unfinished, or finished when torchrun restarted a worker (the restart then trains nothing more). Else None:
+        the run starts as the original's did (from UID.pth or --resume_path when --resume)."""
+        if self.cfg["only_val"] or self.cfg["only_test"]:
+            return None
+        elastic_restart = any(all_gather_objects(int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0))
+        self.refuse_other_runs_files()
+        last = self.paths.last_file
+        fix = "it holds this run's resumable state: move it away to start the run anew"
+        state = read_checkpoint(last, fix) if last.is_file() else None
+        if state is not None and state.get("last_of") != self.uid:
+            raise CheckpointError(f"{last} is not run {self.uid}'s resumable state but the best checkpoint of run "
+                                  f"{last.stem!r}, which this run would overwrite; choose another UID or --tmp_path")
+        continued = state if state is not None and self.continues(state, elastic_restart) else None
+        views = all_gather_objects(None if continued is None else int(continued["num_epoch"]))
+        if len(set(views)) > 1:
+            raise CheckpointError(f"the processes see different states in {last} (epochs done, per rank: {views}); "
+                                  f"--tmp_path must be one folder shared by every node (only rank 0 writes it)")
+        return continued
+
+    def refuse_other_runs_files(self) -> None:
+        """Stop before overwriting another run's resumable state (run 'a' keeps a_last.pth, the best-checkpoint name
+        of run 'a_last'); remove the temporaries a killed checkpoint writer left."""
+        best = self.paths.model_file
+        if self.uid.endswith(LAST_SUFFIX) and best.is_file() and "last_of" in read_checkpoint(best):
+            raise CheckpointError(f"{best} is the resumable state of run {self.uid[:-len(LAST_SUFFIX)]!r}, which this "
+                                  f"run would overwrite with its best checkpoint; choose another UID or --tmp_path")
+        if is_main_process():
+            for tmp in stale_temporaries(best) + stale_temporaries(self.paths.last_file):
+                LOG.warning("removing %s, a checkpoint left half-written by a killed run", tmp)
+                tmp.unlink(missing_ok=True)
+
+    def continues(self, state: dict[str, Any], elastic_restart: bool) -> bool:
+        last, end, done = self.paths.last_file, int(state["end_epoch"]), int(state["num_epoch"])
+        if not self.cfg["resume_last"]:
+            LOG.info("--resume_last=False: %s is not continued; this run replaces it at its first epoch end", last)
+            return False
+        before, now = json.loads(state["cfgtxt"]), json.loads(json.dumps(self.cfg))
+        changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+        if changed:
+            LOG.warning("%s holds a run of %s with other settings (%s); it is not continued, and this run replaces it "
+                        "at its first epoch end", last, self.uid, ", ".join(changed))
+            return False
+        if done < end:
+            LOG.info("resuming from %s: %d of %d epochs done, best val Acc %.4f", last, done, end, state["best_met"])
+            return True
+        if elastic_restart:
+            LOG.info("%s: all %d epochs were done before torchrun restarted the workers; nothing left to train", last,
+                     end)
+            return True
+        LOG.info("%s: the run with these settings finished (%d epochs); this one starts as the original does", last,
+                 done)
+        return False
 
     def checkpoint_to_load(self) -> Path | None:
         """tmp_path/models/UID.pth or --resume_path, or None when training starts from scratch. A missing file is an
@@ -202,10 +272,12 @@ class Run:
         if self.checkpoint is None:
             return
         path = self.resume_from
-        load_model_state(self.model, self.checkpoint, path, strict=self.cfg["strict_load"])
+        load_model_state(self.model, self.checkpoint, path, strict=self.cfg["strict_load"] or self.continued is not None)
         self.num_it = int(self.checkpoint.get("num_it", 0))
         self.num_epoch = int(self.checkpoint.get("num_epoch", 0))
         self.best_met = float(self.checkpoint.get("best_met", 0.0))
+        if self.continued is not None:
+            self.history = list(self.continued["history"])
         LOG.info("loaded model from %s (epoch %d, best val Acc %.4f)", path, self.num_epoch, self.best_met)
 
     def make_optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
@@ -215,7 +287,7 @@ class Run:
                 opt, mode=self.cfg["sched_mode"], factor=self.cfg["reduce_factor"], patience=self.cfg["patience"])
         else:
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1)
-        if self.cfg["load_opt"] and self.checkpoint is not None:
+        if (self.cfg["load_opt"] or self.continued is not None) and self.checkpoint is not None:
             opt.load_state_dict(self.checkpoint["optimizer_state_dict"])
             if "scheduler_state_dict" in self.checkpoint:
                 sched.load_state_dict(self.checkpoint["scheduler_state_dict"])
@@ -227,15 +299,38 @@ class Run:
                             scheduler_state_dict=sched.state_dict(), num_it=self.num_it, num_epoch=self.num_epoch,
                             cfgtxt=json.dumps(self.cfg), best_met=self.best_met)
 
+    def save_last(self, opt, sched, end_epoch: int) -> None:
+        """UID_last.pth: what a restarted run needs to go on exactly as this one would (every rank's random state);
+        written by rank 0 only."""
+        rng_states = all_gather_objects(rng_state())
+        if is_main_process():
+            save_checkpoint(self.paths.last_file, self.model, optimizer_state_dict=opt.state_dict(),
+                            scheduler_state_dict=sched.state_dict(), num_it=self.num_it, num_epoch=self.num_epoch,
+                            cfgtxt=json.dumps(self.cfg), best_met=self.best_met, last_of=self.uid,
+                            end_epoch=end_epoch, rng_states=rng_states, history=self.history)
+
+    def restore_rng(self, rng_states: list[dict[str, Any]]) -> None:
+        if len(rng_states) == self.world_size:
+            set_rng_state(rng_states[self.rank])
+        else:
+            LOG.warning("%s was written by %d processes, this run has %d: random streams restart from the seed, so "
+                        "the run goes on but will not repeat an uninterrupted one exactly", self.paths.last_file,
+                        len(rng_states), self.world_size)
+
     def fit(self, deadline: float | None = None, cpu_budget: float | None = None) -> dict[str, float]:
-        """``epochs`` more epochs (fewer when, after an epoch, ``time.monotonic()`` passed ``deadline`` or the
-        process used ``cpu_budget`` CPU seconds in this call); the best-val-Acc model is saved with its val predictions."""
+        """``epochs`` more epochs, or the rest of a continued run (fewer when, after an epoch, ``time.monotonic()``
+        passed ``deadline`` or the process used ``cpu_budget`` CPU seconds in this call); the best-val-Acc model is
+        saved with its val predictions, and every epoch's end in UID_last.pth."""
         from torch.utils.tensorboard import SummaryWriter
 
         opt, sched = self.make_optimizer()
         writer = SummaryWriter(str(self.paths.tb_dir)) if is_main_process() else None
+        end_epoch = self.num_epoch + self.cfg["epochs"]
+        if self.continued is not None:
+            end_epoch = int(self.continued["end_epoch"])
+            self.restore_rng(self.continued["rng_states"])
         start, cpu_start, val_met = time.time(), time.process_time(), {}
-        for _ in range(self.cfg["epochs"]):
+        while self.num_epoch < end_epoch:
             self.num_epoch += 1
             if hasattr(self.train_dl.sampler, "set_epoch"):
                 self.train_dl.sampler.set_epoch(self.num_epoch)
@@ -266,8 +361,10 @@ class Run:
                 writer.add_scalar("lr", opt.param_groups[0]["lr"], self.num_epoch)
             self.history.append({"epoch": self.num_epoch, "val_Acc": val_met["Acc"], "trn_loss": trn_loss["loss"],
                                  "cpu_seconds": time.process_time() - cpu_start})
-            if (deadline is not None and time.monotonic() > deadline) or \
-                    (cpu_budget is not None and time.process_time() - cpu_start > cpu_budget):
+            out_of_time = (deadline is not None and time.monotonic() > deadline) or \
+                (cpu_budget is not None and time.process_time() - cpu_start > cpu_budget)
+            self.save_last(opt, sched, end_epoch=self.num_epoch if out_of_time else end_epoch)
+            if out_of_time:
                 break
         write_txt_log(self.paths, f"epochs done {self.num_epoch}. Total time taken {time.time() - start: 0.4f}\n")
         if writer is not None:

@@ -20,20 +20,24 @@ NARROW = ["--resize_img=[128,128]", "--backbone_width=8", "--backbone_layers=[1,
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+    parser.addoption("--multinode", action="store_true", default=False,
+                     help="run tests marked multinode (torchrun on 127.0.0.1; make test-multinode)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long test (minutes); skipped unless --runslow")
     config.addinivalue_line("markers", "parity: batch-invariance and repeatability checks (rerun by make test-portability)")
+    config.addinivalue_line("markers", "multinode: several torchrun 'nodes' on 127.0.0.1; skipped unless --multinode")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: pass --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    for marker, option in (("slow", "--runslow"), ("multinode", "--multinode")):
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=f"{marker}: pass {option}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 def toy_flags(toy: Path, tmp: Path) -> list[str]:

@@ -1,6 +1,7 @@
 """Checkpoints in the original trainer's format, written atomically, loaded with or without the ``module.`` prefix."""
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,24 @@ PREFIX = "module."
 
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """``write(file)`` into a temporary sibling, then rename over ``path``."""
+    """``write(file)`` into a temporary sibling, flushed to disk, then renamed over ``path``: a reader (or a run
+    restarted after a crash) sees the old file or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temporary_sibling(path)
     with tmp.open("wb") as f:
         write(f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def temporary_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def stale_temporaries(path: Path) -> list[Path]:
+    """Temporary siblings of ``path`` left by a writer that was killed before its rename."""
+    return sorted(path.parent.glob(glob.escape(f".{path.name}.tmp") + "*"))
 
 
 def save_checkpoint(path: Path, model: nn.Module, **fields: Any) -> None:
@@ -33,9 +46,10 @@ def strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len(PREFIX):] if k.startswith(PREFIX) else k: v for k, v in state.items()}
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint dict at ``path``, checked to be a GIN/ZSGNet trainer checkpoint (has ``model_state_dict``)."""
-    fix = "pass --resume_path=a models/UID.pth written by gin's main_dist.py or the released GIN/ZSGNet weights"
+def read_checkpoint(path: Path, fix: str = "pass --resume_path=a models/UID.pth written by gin's main_dist.py or the "
+                                          "released GIN/ZSGNet weights") -> dict[str, Any]:
+    """The checkpoint dict at ``path``, checked to be a GIN/ZSGNet trainer checkpoint (has ``model_state_dict``);
+    ``fix`` ends the message when it is not."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found (train first, pass --resume_path=..., or fetch the "
                               f"released weights with 'make gin-data')")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -36,6 +37,15 @@ def is_main_process() -> bool:
 def barrier() -> None:
     if is_dist():
         dist.barrier()
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """``obj`` of every process, in rank order (``[obj]`` when not distributed)."""
+    if not is_dist():
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def weighted_mean(values: dict[str, torch.Tensor], count: torch.Tensor) -> dict[str, float]:
