@@ -186,11 +186,12 @@ def ensure_writable_folder(folder: Path, flag: str) -> None:
 
 
 def check_same_resume_point(resume: ResumePoint | None, dist: DistInfo) -> None:
-    """Every rank must continue from the same state: a node that cannot see rank 0's files would start over."""
-    seen = None if resume is None else (str(resume.path.resolve()), resume.state["epoch"], resume.state["next_batch"])
+    """Every rank must continue from the same point: a node that cannot see rank 0's files would start over."""
+    seen = None if resume is None else (resume.state["epoch"], resume.state["next_batch"])
     if not all_ranks_agree(seen, dist):
-        raise CheckpointError(f"the ranks found different training states in --save-folder (this one: "
-                              f"{seen[0] if seen else 'none'}): put --save-folder on storage every node shares")
+        here = f"{resume.path} at epoch {seen[0]}, batch {seen[1]}" if resume is not None and seen else "none"
+        raise CheckpointError(f"the ranks found different training states in --save-folder (this one: {here}): "
+                              f"put --save-folder on storage every node shares")
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, path: Path) -> None:

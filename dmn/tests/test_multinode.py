@@ -211,3 +211,21 @@ def test_killed_worker_restarts_and_ends_as_an_uninterrupted_run(runs, toy_data)
     for name in names:
         torch.load(weights / name, weights_only=True)
     assert [e["epoch"] for e in resumed["evaluations"]] == list(range(1, EPOCHS + 1))
+
+
+def test_nodes_that_see_different_states_stop_with_one_line(runs, toy_data, tmp_path):
+    """A node whose --save-folder is not the others' (no shared storage): one finds the finished two-node run's
+    state, the other none; every rank stops with the fix instead of training from different points."""
+    port = free_port()
+    folders = [runs / "two_nodes", tmp_path / "local_disk"]
+    nodes = [start(torchrun_node(train_args(toy_data, runs / "splits", folder, 2), port), tmp_path / f"node{n}.log")
+             for n, folder in enumerate(folders)]
+    try:
+        codes = [node.process.wait(timeout=LAUNCH_TIMEOUT_S + 20) for node in nodes]
+    finally:
+        for node in nodes:
+            kill_group(node)
+    assert codes == [1, 1]  # torchrun's exit code when its worker failed (the worker's: 2)
+    for node in nodes:
+        assert "put --save-folder on storage every node shares" in node.text()
+    assert not (tmp_path / "local_disk" / "dmn_unc_train_resume.pth").exists()
