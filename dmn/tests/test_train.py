@@ -174,6 +174,26 @@ def test_restart_with_the_same_command_continues_exactly(toy_data, tmp_path, mon
     assert not list((restarted / "weights").glob("*.tmp"))
 
 
+def test_rng_states_survive_a_saved_state(tmp_path):
+    """torch, numpy and Python RNG states go through a state file (loaded weights_only) and come back: the draws after
+    restoring repeat the draws after capturing."""
+    import random
+
+    import numpy as np
+
+    from dmn_pytorch.training_state import atomic_torch_save, capture_rng_states, restore_rng_states
+
+    def draw() -> tuple:
+        return torch.rand(3).tolist(), np.random.rand(3).tolist(), np.random.randn(), random.random()
+
+    np.random.randn()  # leaves a cached Gaussian in numpy's state
+    atomic_torch_save({"rng": capture_rng_states()}, tmp_path / "state.pth")
+    expected = draw()
+    restore_rng_states(torch.load(tmp_path / "state.pth", weights_only=True)["rng"])
+    assert draw() == expected
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 def test_another_runs_state_is_not_overwritten(toy_data, work, monkeypatch):
     """The same --save-folder under other training flags: one line naming the file and the fix; the file kept."""
     run(toy_data, work, "--epochs", "1", "--max-batches-per-epoch", "1")
