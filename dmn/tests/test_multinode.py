@@ -3,6 +3,7 @@
 (a) Two nodes train as one process with the same global batch (same sample order, same steps).
 (b) torchrun --max-restarts=1 after the rank-0 worker is SIGKILLed in the middle of epoch 2 (after epoch 1's
     state): the restarted group continues from the saved state and ends with the weights of an uninterrupted run.
+(c) Nodes that see different training states (no shared --save-folder) all stop with one line.
 
 Run with ``pytest --multinode -m multinode tests`` (``make test-multinode``).
 """
