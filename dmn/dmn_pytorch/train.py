@@ -185,6 +185,13 @@ def ensure_writable_folder(folder: Path, flag: str) -> None:
         raise OutputPathError(f"{flag} {folder} cannot be written ({err.strerror}): choose a writable folder") from None
 
 
+def discard_training_state(argv: list[str]) -> None:
+    """For drivers whose every stage is a fresh run by design (the demo, the language check): the command ``argv``
+    then starts from scratch instead of continuing, or refusing, the state an earlier run left in its folder."""
+    args = get_args_parser().parse_args(argv)
+    state_file(Path(args.save_folder), args.dataset, args.split).unlink(missing_ok=True)
+
+
 def check_same_resume_point(resume: ResumePoint | None, dist: DistInfo) -> None:
     """Every rank must continue from the same point: a node that cannot see rank 0's files would start over."""
     seen = None if resume is None else (resume.state["epoch"], resume.state["next_batch"])

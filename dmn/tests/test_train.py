@@ -205,6 +205,11 @@ def test_another_runs_state_is_not_overwritten(toy_data, work, monkeypatch):
     message = cli_error(monkeypatch, base + ["--epochs", "1", "--max-batches-per-epoch", "1", "--lr", "0.002"])
     assert str(state) in message and "--lr 0.001 there, 0.002 here" in message and "--resume" in message
     assert state.read_bytes() == before
+    # The demo's and the language check's stages start over: their driver discards the state first.
+    argv = base + ["--epochs", "1", "--max-batches-per-epoch", "1", "--lr", "0.002"]
+    train.discard_training_state(argv)
+    train.main(argv)
+    assert torch.load(state, weights_only=True)["run_args"]["lr"] == 0.002
 
 
 def test_batch_one_equals_padded_batch_path(toy_data, work):
