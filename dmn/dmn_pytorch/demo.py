@@ -29,7 +29,7 @@ from shared_eval.masks import THRESHOLDS, MaskIoU  # noqa: E402
 from .data.referit_loader import ReferDataset  # noqa: E402
 from .language_check import every_shape_baseline  # noqa: E402
 from .models.checkpoint import load_dmn_weights, read_state_dict  # noqa: E402
-from .train import build_datasets, build_model, get_args_parser  # noqa: E402
+from .train import build_datasets, build_model, discard_training_state, get_args_parser  # noqa: E402
 from .train import main as train_main  # noqa: E402
 
 FIGURE_PAIRS = 3  # images shown, two queries (two different referred objects) each
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     cpu_seconds, evaluations = {}, {}
     for stage in ("untrained", "low_res", "high_res"):
         stage_cpu = time.process_time()
+        discard_training_state(stage_argv(args, stage))  # a rerun retrains
         evaluations[stage] = train_main(stage_argv(args, stage))["evaluations"]
         cpu_seconds[stage] = round(time.process_time() - stage_cpu, 1)
     before = evaluations["untrained"][0]

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from shared_eval.masks import MaskIoU, MaskIoUResult
 
 from .models.dmn import resize_kwargs
+from .utils.dist import mean_over_ranks
 from .utils.losses import bce_loss, iou_loss
 from .utils.visdom import VisdomPlots
 from .visualise import save_sample_png
@@ -40,6 +41,15 @@ class EpochResult:
     mean_loss: float
     losses: list[float] = field(default_factory=list)
     samples: int = 0  # samples trained on (fewer than the sampler's when --skip_corrupt dropped some)
+
+
+@dataclass
+class EpochProgress:
+    """What an epoch has accumulated up to a batch; a mid-epoch checkpoint keeps it so that a resumed epoch ends
+    with the same mean loss (and scheduler step) as an uninterrupted one."""
+    losses: list[float] = field(default_factory=list)  # one per optimizer step, averaged over all ranks
+    pending_loss: float = 0.0  # summed loss of the batches since the last optimizer step
+    samples: int = 0
 
 
 def autocast_context(device: torch.device, amp: bool):
@@ -69,24 +79,27 @@ def unpack_batch(batch, device: torch.device):
 
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, epoch: int,
                     cfg: TrainConfig, device: torch.device, plots: VisdomPlots | None = None,
-                    start_batch: int = 0, on_backup: Callable[[int], None] | None = None) -> EpochResult:
+                    start_batch: int = 0, progress: EpochProgress | None = None,
+                    on_backup: Callable[[int, EpochProgress], None] | None = None) -> EpochResult:
     """Accumulates ``accum_iters`` batches per optimizer step; returns the mean of the stepped losses.
 
     Original: the step happens when ``batch_idx % accum_iters == 0``, so the first one comes after a single batch,
     still divided by ``accum_iters``. Each batch's loss is backpropagated at once (same gradients as the original's
-    summed loss, without keeping ``accum_iters`` graphs alive).
+    summed loss, without keeping ``accum_iters`` graphs alive). An epoch resumed at ``start_batch`` > 0 continues
+    from ``progress`` and keeps the gradients already accumulated in the model.
     """
     model.train()
-    optimizer.zero_grad()
-    step_loss = 0.0
-    stepped: list[float] = []
-    num_batches = len(loader)  # type: ignore[arg-type]
+    if start_batch == 0:
+        optimizer.zero_grad()
+    done = progress if progress is not None else EpochProgress()
+    step_loss = done.pending_loss
+    stepped: list[float] = list(done.losses)
+    num_batches = start_batch + len(loader)  # type: ignore[arg-type]
     window: list[float] = []
     start = time.time()
-    progress = tqdm(loader, total=start_batch + num_batches, desc=f"epoch {epoch}", dynamic_ncols=True, leave=False,
-                    initial=start_batch)
-    samples = 0
-    for batch_idx, batch in enumerate(progress, start=start_batch):
+    bar = tqdm(loader, total=num_batches, desc=f"epoch {epoch}", dynamic_ncols=True, leave=False, initial=start_batch)
+    samples = done.samples
+    for batch_idx, batch in enumerate(bar, start=start_batch):
         if batch is None:  # every sample of the batch was skipped as corrupt
             continue
         imgs, masks, words, lengths, valid = unpack_batch(batch, device)
@@ -106,14 +119,15 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         if boundary % cfg.accum_iters == 0:
             optimizer.step()
             optimizer.zero_grad()
-            value = step_loss / cfg.accum_iters
+            value = mean_over_ranks(step_loss / cfg.accum_iters, device)  # the loss of the global batch
             stepped.append(value)
             window.append(value)
             step_loss = 0.0
             if plots is not None:
                 plots.append("iteration_plt", batch_idx + (epoch - 1) * num_batches, value)
         if on_backup is not None and batch_idx % cfg.backup_iters == 0:
-            on_backup(batch_idx)
+            # Every rank resumes with the mean pending loss: the next step's mean over ranks stays the same.
+            on_backup(batch_idx, EpochProgress(list(stepped), mean_over_ranks(step_loss, device), samples))
         if batch_idx % cfg.log_interval == 0:
             elapsed = (time.time() - start) / max(len(window), 1)
             logger.info("[%5d] (%5d/%5d) | ms/batch %.3f | loss %.6f | lr %.7f", epoch, batch_idx, num_batches,

@@ -30,7 +30,7 @@ from shared_eval.masks import MaskIoU
 
 from .data.refer_files import decode_segmentation, load_refer
 from .models.checkpoint import load_dmn_weights, read_state_dict
-from .train import build_datasets, build_model, get_args_parser
+from .train import build_datasets, build_model, discard_training_state, get_args_parser
 from .train import main as train_main
 
 VARIANTS: dict[str, list[str]] = {
@@ -116,6 +116,7 @@ def referred_first_rate(train_argv: list[str], weights: Path) -> float:
 
 
 def run_stage(argv: list[str], folder: Path) -> dict:
+    discard_training_state(argv)  # a rerun retrains
     results = train_main(argv)
     curve = [e["max_iou"] for e in results["evaluations"]]
     return {"best_val_iou": max(curve), "curve": curve,

@@ -23,11 +23,14 @@ from shared_eval.masks import MaskIoUResult
 from .data.referit_loader import ReferDataset, collate_padded, collate_present
 from .data.refer_files import DataFileError
 from .data.transforms import image_to_tensor, resize_longer_side
-from .engine import TrainConfig, evaluate, train_one_epoch
+from .engine import EpochProgress, TrainConfig, evaluate, train_one_epoch
 from .models.checkpoint import (CheckpointError, load_dmn_weights, load_failure_reason, load_pretrained_dpn,
                                 read_state_dict)
 from .models.dmn import DMN
-from .utils.dist import DistInfo, broadcast_from_main, init_distributed_mode, main_process_first
+from .training_state import (ResumePoint, atomic_torch_save, capture_rng_states, pending_gradients,
+                             restore_gradients, restore_rng_states, run_identity, select_resume_point, state_file)
+from .utils.dist import (DistInfo, all_ranks_agree, broadcast_from_main, init_distributed_mode,
+                         main_process_first)
 from .utils.visdom import VisdomPlots
 from .utils.word_utils import PAD_TOKEN, EmptyQueryError
 
@@ -96,7 +99,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="do not load DPN ImageNet weights (the original always did)")
     parser.add_argument("--save-vis", type=str, default=None, help="write image|GT|prediction PNGs of evaluation here")
     parser.add_argument("--resume", type=str, default=None,
-                        help="full training state written every --backup-iters and each epoch; continues from it")
+                        help="continue from this training state (written every --backup-iters and each epoch), "
+                             "also under other flags; without it, a run restarted with the same command continues "
+                             "from its own state in --save-folder")
     parser.add_argument("--max-batches-per-epoch", type=int, default=0,
                         help="stop each epoch after this many batches (0: the whole split); for quick runs")
     parser.add_argument("--shuffle-queries", action="store_true",
@@ -146,11 +151,15 @@ class EpochSampler(Sampler[int]):
         indices = order.tolist()[self.dist.rank :: self.dist.world_size]
         return indices[: self.limit] if self.limit > 0 else indices
 
+    @property
+    def epoch_size(self) -> int:
+        return len(self._indices())
+
     def __iter__(self):
         return iter(self._indices()[self.skip :])
 
     def __len__(self) -> int:
-        return len(self._indices()) - self.skip
+        return max(len(self._indices()) - self.skip, 0)
 
 
 def build_model(args: argparse.Namespace, dict_size: int) -> DMN:
@@ -176,21 +185,20 @@ def ensure_writable_folder(folder: Path, flag: str) -> None:
         raise OutputPathError(f"{flag} {folder} cannot be written ({err.strerror}): choose a writable folder") from None
 
 
-def read_training_state(path: Path, save_folder: Path, stem: str) -> dict:
-    """The --resume file: model, optimizer, scheduler, epoch, next batch and best loss, checked up front."""
-    expected = save_folder / f"{stem}_resume.pth"
-    if not path.exists():
-        raise CheckpointError(f"--resume {path} does not exist: this run writes its state to {expected}; "
-                              f"give that file, or drop --resume to start over")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
-        raise CheckpointError(f"cannot read --resume {path}: {load_failure_reason(err)}") from None
-    keys = ("model", "optimizer", "scheduler", "epoch", "next_batch", "best_val_loss")
-    if not isinstance(state, dict) or any(key not in state for key in keys):
-        raise CheckpointError(f"--resume {path} is not a DMN training state (needs {', '.join(keys)}): give the "
-                              f"{stem}_resume.pth this script wrote, or use --snapshot for plain weights")
-    return state
+def discard_training_state(argv: list[str]) -> None:
+    """For drivers whose every stage is a fresh run by design (the demo, the language check): the command ``argv``
+    then starts from scratch instead of continuing, or refusing, the state an earlier run left in its folder."""
+    args = get_args_parser().parse_args(argv)
+    state_file(Path(args.save_folder), args.dataset, args.split).unlink(missing_ok=True)
+
+
+def check_same_resume_point(resume: ResumePoint | None, dist: DistInfo) -> None:
+    """Every rank must continue from the same point: a node that cannot see rank 0's files would start over."""
+    seen = None if resume is None else (resume.state["epoch"], resume.state["next_batch"])
+    if not all_ranks_agree(seen, dist):
+        here = f"{resume.path} at epoch {seen[0]}, batch {seen[1]}" if resume is not None and seen else "none"
+        raise CheckpointError(f"the ranks found different training states in --save-folder (this one: {here}): "
+                              f"put --save-folder on storage every node shares")
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, path: Path) -> None:
@@ -199,12 +207,6 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, path: Path) -> None:
     except Exception as err:  # noqa: BLE001 - unreadable or another model's: the same one-line answer
         raise CheckpointError(f"--optim-snapshot {path} does not fit this model's optimizer "
                               f"({load_failure_reason(err)}): give this model's optimizer file or remove it") from None
-
-
-def atomic_torch_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def report_scores(scores: MaskIoUResult, epoch: int) -> dict:
@@ -240,20 +242,25 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     save_folder = Path(args.save_folder)
     stem = f"dmn_{args.dataset}_{args.split}"
+    own_state = state_file(save_folder, args.dataset, args.split)
     if dist.is_main:  # output paths and the resume file are checked before any data is read
         ensure_writable_folder(save_folder, "--save-folder")
         if args.save_vis:
             ensure_writable_folder(Path(args.save_vis), "--save-vis")
-    resume_state = read_training_state(Path(args.resume), save_folder, stem) if args.resume is not None else None
+    resume = select_resume_point(args, own_state, will_train=args.epochs >= args.start_epoch)
+    check_same_resume_point(resume, dist)
 
     with main_process_first(dist):  # one process writes the split files
         train_set, val_set = build_datasets(args)
     pad_index = train_set.corpus.dictionary[PAD_TOKEN]
     sampler = EpochSampler(len(train_set), args.seed, dist, args.max_batches_per_epoch * args.batch_size)
     collate = default_collate if args.batch_size == 1 else partial(collate_padded, pad_index=pad_index)
+    # Its own generator, seeded per epoch: worker seeds do not depend on, nor advance, the global RNG (restored
+    # on resume).
+    loader_generator = torch.Generator()
     train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
                               collate_fn=partial(collate_present, collate=collate), num_workers=args.workers,
-                              pin_memory=args.pin_memory)
+                              pin_memory=args.pin_memory, generator=loader_generator)
     # Evaluation goes one image at a time, as the original (BatchNorm statistics are per image in train mode).
     val_loader = (DataLoader(val_set, batch_size=1, collate_fn=collate_present, num_workers=args.workers,
                              pin_memory=args.pin_memory)
@@ -264,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.no_pretrained:
         logger.info("--no-pretrained: the DPN visual module starts from random initialisation")
     else:
-        full_checkpoint = args.resume if args.resume is not None else (
+        full_checkpoint = str(resume.path) if resume is not None else (
             args.snapshot if os.path.exists(args.snapshot) else None)
         load_pretrained_dpn(net.langvis.base, args.backend, Path(args.data), replaced_by=full_checkpoint)
     if os.path.exists(args.snapshot):
@@ -282,15 +289,26 @@ def main(argv: list[str] | None = None) -> dict:
     if os.path.exists(args.optim_snapshot):
         load_optimizer_state(optimizer, Path(args.optim_snapshot))
     start_epoch, skip_batches, best_val_loss = args.start_epoch, 0, None
-    if resume_state is not None:
-        state = resume_state
-        load_dmn_weights(net, state["model"], args.resume)
+    progress = EpochProgress()
+    results: dict = {"evaluations": []}
+    loss_history: dict[int, list[float]] = {}
+    if resume is not None:
+        state = resume.state
+        load_dmn_weights(net, state["model"], str(resume.path))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, skip_batches, best_val_loss = state["epoch"], state["next_batch"], state["best_val_loss"]
-        if skip_batches >= len(train_loader):
-            start_epoch, skip_batches = start_epoch + 1, 0
-        logger.info("Resuming from %s at epoch %d, batch %d", args.resume, start_epoch, skip_batches)
+        # States of earlier versions hold only the keys above.
+        done = state.get("epoch_progress", {})
+        progress = EpochProgress([float(x) for x in done.get("losses", [])], done.get("pending_loss", 0.0),
+                                 done.get("samples", 0))
+        restore_gradients(net, state.get("pending_grads", {}))
+        results["evaluations"] = list(state.get("evaluations", []))
+        loss_history = {int(e): [float(x) for x in v] for e, v in state.get("loss_history", {}).items()}
+        skipped.update(state.get("skipped", {}))
+        if "rng" in state:
+            restore_rng_states(state["rng"])
+        logger.info("Resuming from %s at epoch %d, batch %d", resume.path, start_epoch, skip_batches)
     else:
         # Original: the scheduler is stepped once with the start epoch as if it were a validation loss.
         scheduler.step(args.start_epoch)
@@ -299,7 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = TrainConfig(accum_iters=args.accum_iters, log_interval=args.log_interval, backup_iters=args.backup_iters,
                       use_iou_loss=args.iou_loss, fix_iou_loss_scale=args.fix_iou_loss_scale,
                       fix_accum_start=args.fix_accum_start, amp=args.amp)
-    results: dict = {"evaluations": []}
+    identity = run_identity(args)
 
     def run_evaluation(epoch: int) -> float:
         assert val_loader is not None and val_set is not None
@@ -317,29 +335,38 @@ def main(argv: list[str] | None = None) -> dict:
             plots.append("val_plt", epoch, summary["max_iou"])
         return summary["max_iou"]
 
-    def save_training_state(epoch: int, next_batch: int) -> None:
-        atomic_torch_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "epoch": epoch, "next_batch": next_batch,
-                           "best_val_loss": best_val_loss}, save_folder / f"{stem}_resume.pth")
+    def save_training_state(epoch: int, next_batch: int, done: EpochProgress) -> None:
+        """Everything a restart needs to continue exactly; rank 0's RNG states stand for every rank's (all are
+        seeded alike and draw alike)."""
+        atomic_torch_save({
+            "model": net.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epoch, "next_batch": next_batch, "best_val_loss": best_val_loss, "run_args": identity,
+            "epoch_progress": {"losses": torch.tensor(done.losses, dtype=torch.float64),
+                               "pending_loss": done.pending_loss, "samples": done.samples},
+            "pending_grads": pending_gradients(net) if next_batch > 0 else {},
+            "loss_history": {e: torch.tensor(v, dtype=torch.float64) for e, v in loss_history.items()},
+            "evaluations": results["evaluations"], "skipped": dict(skipped), "rng": capture_rng_states()},
+            own_state)
 
-    def backup(epoch: int, batch_idx: int) -> None:
+    def backup(epoch: int, batch_idx: int, done: EpochProgress) -> None:
         if not dist.is_main:
             return
         atomic_torch_save(net.state_dict(), save_folder / f"{stem}_snapshot.pth")
         atomic_torch_save(optimizer.state_dict(), save_folder / f"{stem}_optim.pth")
-        save_training_state(epoch, batch_idx + 1)
+        save_training_state(epoch, batch_idx + 1, done)
 
     if args.eval_first and val_loader is None:
         logger.warning("--eval-first does nothing without --val SPLIT")
-    if args.eval_first and val_loader is not None and dist.is_main:
+    if args.eval_first and val_loader is not None and dist.is_main and not (resume is not None and resume.restart):
         run_evaluation(0)
     for epoch in range(start_epoch, args.epochs + 1):
         sampler.set_epoch(epoch, skip_batches * args.batch_size)
-        expected_samples = len(sampler)
+        loader_generator.manual_seed(args.seed * 1000 + epoch)
         result = train_one_epoch(model, train_loader, optimizer, epoch, cfg, device, plots,
-                                 start_batch=skip_batches, on_backup=partial(backup, epoch))
-        skipped["train"] += expected_samples - result.samples
-        skip_batches = 0
+                                 start_batch=skip_batches, progress=progress, on_backup=partial(backup, epoch))
+        skipped["train"] += sampler.epoch_size - result.samples
+        skip_batches, progress = 0, EpochProgress()
+        loss_history[epoch] = result.losses
         val_loss = result.mean_loss
         if val_loader is not None and dist.is_main:
             val_loss = 1 - run_evaluation(epoch)
@@ -350,7 +377,7 @@ def main(argv: list[str] | None = None) -> dict:
             if best_val_loss is None or val_loss < best_val_loss:
                 best_val_loss = val_loss
                 atomic_torch_save(net.state_dict(), save_folder / "dmn_best_weights.pth")
-            save_training_state(epoch + 1, 0)
+            save_training_state(epoch + 1, 0, EpochProgress())
     if args.skip_corrupt:
         logger.warning("--skip_corrupt: skipped %d corrupt training sample(s) and %d evaluation sample(s) in all "
                        "(each logged above)", skipped["train"], skipped["val"])

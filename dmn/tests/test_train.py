@@ -113,6 +113,105 @@ def test_resume_continues_exactly(toy_data, tmp_path, monkeypatch):
         torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0)
 
 
+class CrashAfter:
+    """A loader that raises after ``batches`` batches, as a killed process stops mid-epoch."""
+
+    def __init__(self, loader, batches: int):
+        self.loader, self.batches = loader, batches
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for index, batch in enumerate(self.loader):
+            if index == self.batches:
+                raise RuntimeError("simulated crash")
+            yield batch
+
+
+def test_restart_with_the_same_command_continues_exactly(toy_data, tmp_path, monkeypatch):
+    """Stopped in epoch 2 after its batch 3 (the state is from epoch 1's end and the backup after batch 2, which holds
+    gradients of an unfinished accumulation group), the same command resumes there and ends exactly as an
+    uninterrupted run: model, optimizer, LR, step losses."""
+    monkeypatch.chdir(tmp_path)
+    flags = ["--epochs", "3", "--max-batches-per-epoch", "5", "--accum-iters", "3", "--backup-iters", "2"]
+    straight = tmp_path / "straight"
+    run(toy_data, straight, *flags)
+
+    restarted = tmp_path / "restarted"
+    real_epoch = train.train_one_epoch
+    calls: list[tuple[int, int, int]] = []
+    crashes = [True]  # the first run's epoch 2 crashes, once
+
+    def crash_in_epoch_2(model, loader, optimizer, epoch, *args, **kwargs):
+        calls.append((epoch, kwargs["start_batch"], len(loader)))
+        if epoch == 2 and crashes:
+            crashes.pop()
+            loader = CrashAfter(loader, 4)
+        return real_epoch(model, loader, optimizer, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", crash_in_epoch_2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(toy_data, restarted, *flags)
+    assert calls == [(1, 0, 5), (2, 0, 5)]
+    calls.clear()
+    run(toy_data, restarted, *flags)
+    # Only what was not saved is trained again: epoch 2 from batch 3 (the backup after batch 2), then epoch 3.
+    assert calls == [(2, 3, 2), (3, 0, 5)]
+
+    a = torch.load(straight / "weights" / "dmn_unc_train_resume.pth", weights_only=True)
+    b = torch.load(restarted / "weights" / "dmn_unc_train_resume.pth", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 4
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0)
+    for key, value in a["optimizer"]["state"].items():
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(b["optimizer"]["state"][key][name], value[name], rtol=0, atol=0)
+    assert a["scheduler"] == b["scheduler"]
+    for epoch, losses in a["loss_history"].items():
+        torch.testing.assert_close(b["loss_history"][epoch], losses, rtol=0, atol=0)
+    assert [e["max_iou"] for e in a["evaluations"]] == [e["max_iou"] for e in b["evaluations"]]
+    assert not list((restarted / "weights").glob("*.tmp"))
+
+
+def test_rng_states_survive_a_saved_state(tmp_path):
+    """torch, numpy and Python RNG states go through a state file (loaded weights_only) and come back: the draws after
+    restoring repeat the draws after capturing."""
+    import random
+
+    import numpy as np
+
+    from dmn_pytorch.training_state import atomic_torch_save, capture_rng_states, restore_rng_states
+
+    def draw() -> tuple:
+        return torch.rand(3).tolist(), np.random.rand(3).tolist(), np.random.randn(), random.random()
+
+    np.random.randn()  # leaves a cached Gaussian in numpy's state
+    atomic_torch_save({"rng": capture_rng_states()}, tmp_path / "state.pth")
+    expected = draw()
+    restore_rng_states(torch.load(tmp_path / "state.pth", weights_only=True)["rng"])
+    assert draw() == expected
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_another_runs_state_is_not_overwritten(toy_data, work, monkeypatch):
+    """The same --save-folder under other training flags: one line naming the file and the fix; the file kept."""
+    run(toy_data, work, "--epochs", "1", "--max-batches-per-epoch", "1")
+    state = work / "weights" / "dmn_unc_train_resume.pth"
+    before = state.read_bytes()
+    base = TOY_MODEL + ["--data", str(toy_data), "--split-root", str(work.parent / "splits"), "--save-folder",
+                        str(work / "weights"), "--snapshot", str(work / "weights" / "none.pth"),
+                        "--optim-snapshot", str(work / "weights" / "none_optim.pth")]
+    message = cli_error(monkeypatch, base + ["--epochs", "1", "--max-batches-per-epoch", "1", "--lr", "0.002"])
+    assert str(state) in message and "--lr 0.001 there, 0.002 here" in message and "--resume" in message
+    assert state.read_bytes() == before
+    # The demo's and the language check's stages start over: their driver discards the state first.
+    argv = base + ["--epochs", "1", "--max-batches-per-epoch", "1", "--lr", "0.002"]
+    train.discard_training_state(argv)
+    train.main(argv)
+    assert torch.load(state, weights_only=True)["run_args"]["lr"] == 0.002
+
+
 def test_batch_one_equals_padded_batch_path(toy_data, work):
     """One optimisation step through the batched code path (padding collate) at B=1 equals the original path."""
     from dmn_pytorch.data.referit_loader import collate_padded

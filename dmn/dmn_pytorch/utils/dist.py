@@ -56,3 +56,22 @@ def broadcast_from_main(value: float, info: DistInfo, device: torch.device) -> f
     tensor = torch.tensor([value], dtype=torch.float64, device=device)
     torch_dist.broadcast(tensor, src=0)
     return float(tensor.item())
+
+
+def mean_over_ranks(value: float, device: torch.device) -> float:
+    """The mean of ``value`` over all ranks (itself in a single process): a loss logged under torchrun is the
+    global batch's, as one process with that batch would log it."""
+    if not torch_dist.is_initialized() or torch_dist.get_world_size() == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    torch_dist.all_reduce(tensor)
+    return float(tensor.item()) / torch_dist.get_world_size()
+
+
+def all_ranks_agree(value: object, info: DistInfo) -> bool:
+    """Whether every rank holds the same ``value`` (a small picklable object); the same answer on every rank."""
+    if not info.enabled:
+        return True
+    values: list[object] = [None] * info.world_size
+    torch_dist.all_gather_object(values, value)
+    return all(v == values[0] for v in values)
