@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -46,8 +47,8 @@ class Figure:
     paper: float
     step: int
     scale: float
-    stdout_dict: str | None = None
-    stdout_regex: str | None = None
+    printed_dict: str | None = None
+    printed_regex: str | None = None
     json: str | None = None
     key: str | None = None
 
@@ -90,9 +91,9 @@ def load_rows(path: Path = ROWS_FILE) -> list[Row]:
     for raw in spec.get("rows", []):
         try:
             figures = [Figure(name=f["name"], paper=float(f["paper"]), step=int(f.get("step", 0)),
-                              scale=float(f.get("scale", 1)), stdout_dict=f.get("stdout_dict"),
-                              stdout_regex=f.get("stdout_regex"), json=f.get("json"),
-                              key=f.get("stdout_dict") or f.get("key")) for f in raw["figures"]]
+                              scale=float(f.get("scale", 1)), printed_dict=f.get("printed_dict"),
+                              printed_regex=f.get("printed_regex"), json=f.get("json"),
+                              key=f.get("key")) for f in raw["figures"]]
             toy = raw.get("toy")
             rows.append(Row(id=raw["id"], subproject=raw["subproject"], label=raw["label"], steps=raw["steps"],
                             figures=figures, requires=raw.get("requires", []), real=raw.get("real", {}),
@@ -185,17 +186,17 @@ def last_dict_line(text: str) -> dict | None:
     return None
 
 
-def read_figure(figure: Figure, stdout: str, values: dict[str, str]) -> float:
+def read_figure(figure: Figure, output: str, values: dict[str, str]) -> float:
     """The figure in the paper's unit, from what its step printed or wrote; KeyError/ValueError when absent."""
-    if figure.stdout_dict is not None:
-        printed = last_dict_line(stdout)
+    if figure.printed_dict is not None:
+        printed = last_dict_line(output)
         if printed is None:
             raise ValueError("the step printed no result dict")
-        raw = lookup(printed, figure.stdout_dict)
-    elif figure.stdout_regex is not None:
-        matches = re.findall(figure.stdout_regex, stdout)
+        raw = lookup(printed, figure.printed_dict)
+    elif figure.printed_regex is not None:
+        matches = re.findall(figure.printed_regex, output)
         if not matches:
-            raise ValueError(f"no line of the output matches {figure.stdout_regex!r}")
+            raise ValueError(f"no line of the output matches {figure.printed_regex!r}")
         raw = matches[-1]
     else:
         path = Path(figure.json.format_map(values))
@@ -207,23 +208,34 @@ def read_figure(figure: Figure, stdout: str, values: dict[str, str]) -> float:
 
 def display(argv: list[str], cwd: str, root: Path) -> str:
     """The command as a user would type it from the repository root."""
-    where = os.path.relpath(cwd, root)
+    where = shown(cwd, root)
     command = shlex.join(argv)
     return command if where == "." else f"cd {shlex.quote(where)} && {command}"
 
 
 def run_step(argv: list[str], cwd: str, root: Path, log_file: Path, timeout: float | None) -> tuple[int, str]:
-    """Run one command (stdout kept for parsing, both streams into ``log_file``); (exit status, stdout)."""
+    """Run one command with its output (both streams) going to ``log_file``; (exit status, that output). A command
+    that outlives ``timeout`` is killed with everything it started (its own process group)."""
     env = {**os.environ, **THREADS_ENV,
            "PYTHONPATH": os.pathsep.join([str(root), cwd] + ([os.environ["PYTHONPATH"]]
                                                             if os.environ.get("PYTHONPATH") else []))}
-    try:
-        done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        log_file.write_text(f"$ {shlex.join(argv)}\n(killed after {timeout} s)\n{exc.stdout or ''}{exc.stderr or ''}")
-        return 124, ""
-    log_file.write_text(f"$ {shlex.join(argv)}\n--- stdout\n{done.stdout}--- stderr\n{done.stderr}")
-    return done.returncode, done.stdout
+    with log_file.open("w") as log:
+        log.write(f"$ {shlex.join(argv)}\n")
+        log.flush()
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            status = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            status = 124
+        except BaseException:  # Ctrl-C: stop the evaluation too
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+        if status == 124 and process.returncode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            log.write(f"\n(killed after {timeout} s)\n")
+    return status, log_file.read_text(errors="replace")
 
 
 def evaluate_row(row: Row, mode: str, places: Places, timeout: float | None) -> dict:
@@ -233,16 +245,17 @@ def evaluate_row(row: Row, mode: str, places: Places, timeout: float | None) -> 
     out.mkdir(parents=True)
     values = row_values(row, mode, places, out)
     cwd = row.cwd.format_map(values)
-    commands, stdouts = [], []
-    start, cpu_start = time.monotonic(), resource_cpu()
+    commands, outputs = [], []
+    start, cpu_start = time.monotonic(), children_cpu_seconds()
     result: dict[str, Any] = {"status": "done"}
     for index in range(len(row.steps)):
         argv = step_argv(row, index, mode, values)
         commands.append(display(argv, cwd, places.root))
         log_file = out / f"step{index}.log"
-        LOG.info("%s [%s] step %d/%d: %s", row.id, mode, index + 1, len(row.steps), commands[-1])
-        status, stdout = run_step(argv, cwd, places.root, log_file, timeout)
-        stdouts.append(stdout)
+        LOG.info("%s [%s] step %d/%d (log: %s): %s", row.id, mode, index + 1, len(row.steps),
+                 shown(str(log_file), places.root), commands[-1])
+        status, output = run_step(argv, cwd, places.root, log_file, timeout)
+        outputs.append(output)
         if status != 0:
             result = {"status": "failed", "note": f"step {index + 1} exited with status {status}; see "
                                                   f"{shown(str(log_file), places.root)}"}
@@ -252,16 +265,16 @@ def evaluate_row(row: Row, mode: str, places: Places, timeout: float | None) -> 
         entry: dict[str, Any] = {"name": figure.name, "paper": figure.paper, "ours": None, "difference": None}
         if result["status"] == "done":
             try:
-                entry["ours"] = round(read_figure(figure, stdouts[figure.step], values), 4)
+                entry["ours"] = round(read_figure(figure, outputs[figure.step], values), 4)
                 entry["difference"] = round(entry["ours"] - figure.paper, 4)
             except (KeyError, IndexError, ValueError, TypeError) as exc:
                 result = {"status": "failed", "note": f"{figure.name}: cannot read the figure ({exc})"}
         figures.append(entry)
     return {**result, "figures": figures, "commands": commands,
-            "seconds": round(time.monotonic() - start, 1), "cpu_seconds": round(resource_cpu() - cpu_start, 1)}
+            "seconds": round(time.monotonic() - start, 1), "cpu_seconds": round(children_cpu_seconds() - cpu_start, 1)}
 
 
-def resource_cpu() -> float:
+def children_cpu_seconds() -> float:
     """CPU seconds of this process's finished children (the evaluations)."""
     times = os.times()
     return times.children_user + times.children_system
@@ -362,25 +375,32 @@ def render_markdown(results: dict) -> str:
         if not section:
             lines += [f"Not run yet (`make tables{' TOY=1' if mode == 'toy' else ''}`).", ""]
             continue
-        ours = "ours (toy)" if mode == "toy" else "ours"
-        lines += [f"Run {section['date']}.", "", f"| row | figure | paper | {ours} | difference | status |",
-                  "|---|---|---|---|---|---|"]
+        if mode == "real":
+            lines += ["| row | figure | paper | ours | difference | status |", "|---|---|---|---|---|---|"]
+        else:
+            lines += ["| row | figure | paper | ours (toy) | status |", "|---|---|---|---|---|"]
         for row in section["rows"]:
             for figure in row["figures"]:
-                difference = "—" if mode == "toy" else fmt(figure["difference"])
-                lines.append(f"| {row['label']} | {figure['name']} | {fmt(figure['paper'])} | {fmt(figure['ours'])} "
-                             f"| {difference} | {row['status']} |")
+                cells = [row["label"], figure["name"], fmt(figure["paper"]), fmt(figure["ours"])]
+                cells += [fmt(figure["difference"])] if mode == "real" else []
+                lines.append("| " + " | ".join(cells + [row["status"]]) + " |")
         lines.append("")
         for row in section["rows"]:
-            lines.append(f"- **{row['label']}** (`{row['id']}`): {row['status']}, {row['date']}"
+            cost = f" in {row['seconds']:.0f} s ({row['cpu_seconds']:.0f} CPU s)" if "seconds" in row else ""
+            lines.append(f"- **{row['label']}** (`{row['id']}`): {row['status']}{cost}, {row['date']}"
                          + (f"; {row['note']}" if row.get("note") else "")
                          + (f"; reference: {row['reference']}" if row.get("reference") else ""))
-            for need in row.get("needs", []):
-                lines.append(f"  - needs: {need}")
-            for command in row.get("commands", []):
-                lines.append(f"  - `{command}`")
+            lines += [f"  - needs: {need}" for need in row.get("needs", [])]
+            lines += [f"  - `{command}`" for command in row.get("commands", [])]
         lines.append("")
     return "\n".join(lines)
+
+
+def merge_rows(rows: list[Row], earlier: dict, now_run: dict) -> dict:
+    """This run's rows, plus the earlier run's rows that this one skipped (--only), in the rows file's order."""
+    by_id = {row["id"]: row for row in earlier.get("rows", []) if isinstance(row, dict) and "id" in row}
+    by_id.update({row["id"]: row for row in now_run["rows"]})
+    return {"date": now_run["date"], "rows": [by_id[row.id] for row in rows if row.id in by_id]}
 
 
 def write_results(results: dict, out_dir: Path) -> None:
@@ -445,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                     runs=Path(args.runs).resolve(),
                     device=args.device or ("cuda" if shutil.which("nvidia-smi") else "cpu"))
     section = run_all(rows, mode, places, args.timeout or None, not args.no_make_demo, args.only)
-    results = {**read_previous(places.runs / "results.json"), mode: section}
+    previous = read_previous(places.runs / "results.json")
+    results = {**previous, mode: merge_rows(rows, previous.get(mode, {}), section)}
     write_results(results, places.runs)
     LOG.info("wrote %s and results.json", places.runs / "results.md")
     return 1 if any(row["status"] == "failed" for row in section["rows"]) else 0

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_nothing_downloaded_exits_0_and_names_each_rows_make_target(tmp_path):
     assert not (tmp_path / "runs" / "real").exists()  # nothing was evaluated
 
 
-def test_real_run_keeps_the_toy_section_and_writes_atomically(tmp_path, monkeypatch):
+def test_partial_runs_keep_earlier_rows_and_write_atomically(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     runs.mkdir()
     earlier = {"toy": {"date": "earlier", "rows": []}}
@@ -97,6 +98,10 @@ def test_real_run_keeps_the_toy_section_and_writes_atomically(tmp_path, monkeypa
     written = json.loads((runs / "results.json").read_text())
     assert written["toy"] == earlier["toy"] and [r["id"] for r in written["real"]["rows"]] == ["difnet-coco-karpathy-test"]
     assert sorted(p.name for p in runs.iterdir()) == ["results.json", "results.md"]  # no temporary file left
+    assert tables.main(["--data_dir", str(tmp_path / "no_data"), "--runs", str(runs), "--only", "clip4idc"]) == 0
+    ids = [r["id"] for r in json.loads((runs / "results.json").read_text())["real"]["rows"]]
+    assert ids == ["difnet-coco-karpathy-test", "clip4idc-clevr-caption", "clip4idc-spot-caption",
+                   "clip4idc-clevr-retrieval"]  # a partial run keeps the earlier rows, in the rows file's order
 
     def crash(src, dst):
         raise OSError("disk full")
@@ -123,6 +128,44 @@ def test_toy_row_without_checkpoint_names_make_demo(tmp_path):
     assert row["status"] == "missing toy checkpoint" and row["needs"] == ["make difnet-demo"]
 
 
+HANGING_ROW = """
+[[rows]]
+id = "hangs"
+subproject = "difnet"
+label = "a command that hangs"
+steps = ["{python} -c 'import subprocess, time; print(\\"child\\", subprocess.Popen([\\"sleep\\", \\"60\\"]).pid, flush=True); time.sleep(60)'"]
+figures = [{ name = "x", paper = 1.0, printed_regex = "x ([0-9.]+)" }]
+toy = { }
+"""
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it counts as dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_hanging_command_is_killed_with_its_children(tmp_path):
+    rows = tmp_path / "rows.toml"
+    rows.write_text(HANGING_ROW)
+    start = time.monotonic()
+    status = tables.main(["--toy", "--rows", str(rows), "--toy_dir", str(tmp_path / "toy"), "--demo_dir",
+                          str(tmp_path / "demo"), "--runs", str(tmp_path / "runs"), "--timeout", "2"])
+    assert status == 1 and time.monotonic() - start < 30
+    row = json.loads((tmp_path / "runs" / "results.json").read_text())["toy"]["rows"][0]
+    assert row["status"] == "failed" and "status 124" in row["note"]
+    log = (tmp_path / "runs" / "toy" / "hangs" / "step0.log").read_text()
+    assert "killed after 2.0 s" in log
+    child = int(re.findall(r"child (\d+)", log)[0])
+    deadline = time.monotonic() + 5
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(child)  # the command's own child went with it
+
+
 def test_last_numbered_file(tmp_path):
     for n in (0, 2, 10):
         (tmp_path / f"pytorch_model.bin.{n}").write_text("")
@@ -132,11 +175,11 @@ def test_last_numbered_file(tmp_path):
 
 def test_figure_readers():
     printed = "loading\n{'BLEU': [0.5, 0.25, 0.125, 0.1], 'ROUGE': 0.3, 'CIDEr': 1.5}\n"
-    cider = tables.Figure(name="C", paper=0, step=0, scale=100, stdout_dict="CIDEr")
+    cider = tables.Figure(name="C", paper=0, step=0, scale=100, printed_dict="CIDEr")
     assert tables.read_figure(cider, printed, {}) == 150.0
-    bleu4 = tables.Figure(name="B4", paper=0, step=0, scale=100, stdout_dict="BLEU.3")
+    bleu4 = tables.Figure(name="B4", paper=0, step=0, scale=100, printed_dict="BLEU.3")
     assert tables.read_figure(bleu4, printed, {}) == pytest.approx(10.0)
-    accuracy = tables.Figure(name="A", paper=0, step=0, scale=100, stdout_regex=r"accuracy ([0-9.]+)")
+    accuracy = tables.Figure(name="A", paper=0, step=0, scale=100, printed_regex=r"accuracy ([0-9.]+)")
     assert tables.read_figure(accuracy, "accuracy 0.5000 (1/2)\naccuracy 0.7500 (3/4)\n", {}) == 75.0
     with pytest.raises(ValueError):
         tables.read_figure(accuracy, "nothing\n", {})
@@ -183,6 +226,7 @@ def test_toy_dmn(tmp_path):
 
 GIN_SAVE = """
 import sys
+import time
 from pathlib import Path
 from config import DEFAULT_CFG, load_config, merge_overrides, validate, validate_extras
 from demo import toy_overrides
