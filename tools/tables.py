@@ -105,7 +105,8 @@ def load_rows(path: Path = ROWS_FILE) -> list[Row]:
             raise TablesError(f"{path}: row {raw.get('id', '?')} lacks the key {exc}") from None
     for row in rows:
         if not (ROOT / row.subproject / "Makefile").is_file():
-            raise TablesError(f"{path}: row {row.id} names subproject {row.subproject}, which has no {row.subproject}/Makefile")
+            raise TablesError(f"{path}: row {row.id} names subproject {row.subproject}, which has no "
+                              f"{row.subproject}/Makefile")
         bad = [f.name for f in row.figures if not 0 <= f.step < len(row.steps)]
         if bad:
             raise TablesError(f"{path}: row {row.id}: figure {bad[0]} reads a step the row does not have")
@@ -271,7 +272,8 @@ def evaluate_row(row: Row, mode: str, places: Places, timeout: float | None) -> 
                 result = {"status": "failed", "note": f"{figure.name}: cannot read the figure ({exc})"}
         figures.append(entry)
     return {**result, "figures": figures, "commands": commands,
-            "seconds": round(time.monotonic() - start, 1), "cpu_seconds": round(children_cpu_seconds() - cpu_start, 1)}
+            "seconds": round(time.monotonic() - start, 1),
+            "cpu_seconds": round(children_cpu_seconds() - cpu_start, 1)}
 
 
 def children_cpu_seconds() -> float:

@@ -96,7 +96,8 @@ def test_partial_runs_keep_earlier_rows_and_write_atomically(tmp_path, monkeypat
     (runs / "results.json").write_text(json.dumps(earlier))
     assert tables.main(["--data_dir", str(tmp_path / "no_data"), "--runs", str(runs), "--only", "difnet"]) == 0
     written = json.loads((runs / "results.json").read_text())
-    assert written["toy"] == earlier["toy"] and [r["id"] for r in written["real"]["rows"]] == ["difnet-coco-karpathy-test"]
+    assert written["toy"] == earlier["toy"]
+    assert [r["id"] for r in written["real"]["rows"]] == ["difnet-coco-karpathy-test"]
     assert sorted(p.name for p in runs.iterdir()) == ["results.json", "results.md"]  # no temporary file left
     assert tables.main(["--data_dir", str(tmp_path / "no_data"), "--runs", str(runs), "--only", "clip4idc"]) == 0
     ids = [r["id"] for r in json.loads((runs / "results.json").read_text())["real"]["rows"]]
@@ -128,15 +129,16 @@ def test_toy_row_without_checkpoint_names_make_demo(tmp_path):
     assert row["status"] == "missing toy checkpoint" and row["needs"] == ["make difnet-demo"]
 
 
-HANGING_ROW = """
+HANGING_ROW = r'''
 [[rows]]
 id = "hangs"
 subproject = "difnet"
 label = "a command that hangs"
-steps = ["{python} -c 'import subprocess, time; print(\\"child\\", subprocess.Popen([\\"sleep\\", \\"60\\"]).pid, flush=True); time.sleep(60)'"]
+steps = ["""{python} -c 'import subprocess, time; child = subprocess.Popen(["sleep", "60"]); \
+print("child", child.pid, flush=True); time.sleep(60)'"""]
 figures = [{ name = "x", paper = 1.0, printed_regex = "x ([0-9.]+)" }]
 toy = { }
-"""
+'''
 
 
 def alive(pid: int) -> bool:
@@ -204,8 +206,9 @@ def test_toy_difnet(tmp_path):
 
 
 DMN_TOY_MODEL = ["--backend", "dpn_toy", "--vis-size", "560", "--num-filters", "10", "--lang-layers", "3", "--mix-we",
-                 "--size", "192", "--emb-size", "64", "--hid-size", "64", "--mixed-size", "64", "--hid-mixed-size", "64",
-                 "--upsamp-width", "32", "--no-pretrained", "--per-pixel-msru", "--workers", "0", "--accum-iters", "1"]
+                 "--size", "192", "--emb-size", "64", "--hid-size", "64", "--mixed-size", "64",
+                 "--hid-mixed-size", "64", "--upsamp-width", "32", "--no-pretrained", "--per-pixel-msru",
+                 "--workers", "0", "--accum-iters", "1"]
 
 
 @pytest.mark.slow
@@ -216,7 +219,8 @@ def test_toy_dmn(tmp_path):
     # the demo's high-res stage for one step: train.py writes dmn_best_weights.pth after the epoch's evaluation
     run_python(["-m", "dmn_pytorch.train", "--data", str(toy), "--split-root", str(toy / "splits"), "--dataset", "unc",
                 "--val", "val", *DMN_TOY_MODEL, "--high-res", "--save-folder", str(weights), "--snapshot", none,
-                "--optim-snapshot", none, "--epochs", "1", "--max-batches-per-epoch", "1", "--backup-iters", "1000000000"],
+                "--optim-snapshot", none, "--epochs", "1", "--max-batches-per-epoch", "1",
+                "--backup-iters", "1000000000"],
                ROOT / "dmn")
     row = run_toy_rows(tmp_path, "dmn-unc")["dmn-unc"]
     for step, split in enumerate(("val", "testA", "testB")):
