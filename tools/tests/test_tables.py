@@ -6,6 +6,7 @@ CPU cost (this 2-core AMD EPYC, one thread): difnet, clip4idc and spatial_captio
 evaluation processes) about 22 s and gin about 19 s, so those two are marked slow (--runslow)."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -199,10 +200,11 @@ def test_toy_difnet(tmp_path):
                 "--d_model", "16", "--d_ff", "32", "--head", "2", "--workers", "0", "--no_meteor", "--max_epochs", "1",
                 "--logs_folder", str(tmp_path / "tb")], ROOT / "difnet")
     row = run_toy_rows(tmp_path, "difnet-coco-karpathy-test")["difnet-coco-karpathy-test"]
-    printed = step_log(tmp_path, row["id"])
-    for name, key in (("CIDEr", "CIDEr"), ("METEOR", "METEOR"), ("ROUGE-L", "ROUGE")):
-        value = float(re.findall(rf"'{key}': ([0-9.e-]+)", printed)[-1])
+    printed = ast.literal_eval(re.findall(r"^(\{'BLEU'.*\})$", step_log(tmp_path, row["id"]), re.M)[-1])
+    for name, value in (("BLEU-1", printed["BLEU"][0]), ("BLEU-4", printed["BLEU"][3]), ("METEOR", printed["METEOR"]),
+                        ("ROUGE-L", printed["ROUGE"]), ("CIDEr", printed["CIDEr"])):
         assert figure(row, name) == pytest.approx(100 * value, abs=1e-4)
+    assert figure(row, "ROUGE-L") > 0 and figure(row, "METEOR") > 0  # so that the scale is checked too
 
 
 DMN_TOY_MODEL = ["--backend", "dpn_toy", "--vis-size", "560", "--num-filters", "10", "--lang-layers", "3", "--mix-we",
@@ -226,6 +228,7 @@ def test_toy_dmn(tmp_path):
     for step, split in enumerate(("val", "testA", "testB")):
         printed = float(re.findall(r"Maximum IoU: ([0-9.]+)", step_log(tmp_path, row["id"], step))[-1])
         assert figure(row, f"IoU {split}") == pytest.approx(100 * printed, abs=1e-4)
+        assert printed > 0  # at threshold 0 every pixel is foreground: the IoU is the target's share of the image
 
 
 GIN_SAVE = """
@@ -252,6 +255,7 @@ def test_toy_gin(tmp_path):
     row = run_toy_rows(tmp_path, "gin-referit")["gin-referit"]
     for step, split in ((1, "val"), (2, "test")):
         correct, total = re.findall(r"accuracy [0-9.]+ \((\d+)/(\d+)\)", step_log(tmp_path, row["id"], step))[-1]
+        assert int(total) > 0  # (a freshly initialised GIN scores 0 here: this checks the path, not the scale)
         assert figure(row, f"Acc@0.5 {split}") == pytest.approx(100 * int(correct) / int(total), abs=0.01)
 
 
@@ -290,3 +294,4 @@ def test_toy_spatial_captioning(tmp_path):
     printed = json.loads(re.findall(r" eval (\{.*\})", step_log(tmp_path, row["id"]))[-1])
     assert figure(row, "CIDEr-D") == pytest.approx(100 * printed["CIDEr"], abs=1e-4)
     assert figure(row, "BLEU-4") == pytest.approx(100 * printed["Bleu_4"], abs=1e-4)
+    assert figure(row, "CIDEr-D") > 0  # so that the scale is checked too
