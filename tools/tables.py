@@ -110,7 +110,26 @@ def load_rows(path: Path = ROWS_FILE) -> list[Row]:
         bad = [f.name for f in row.figures if not 0 <= f.step < len(row.steps)]
         if bad:
             raise TablesError(f"{path}: row {row.id}: figure {bad[0]} reads a step the row does not have")
+        check_placeholders(row, path)
     return rows
+
+
+def check_placeholders(row: Row, path: Path) -> None:
+    """Every {name} of the row's commands, requirements and figure files has a value in both modes."""
+    places = Places(python="python", root=ROOT, data=ROOT, toy=ROOT, demo=ROOT, runs=ROOT, device="cpu")
+    for mode in MODES if row.toy is not None else ("real",):
+        try:
+            values = row_values(row, mode, places, ROOT)
+            for index in range(len(row.steps)):
+                step_argv(row, index, mode, values)
+            for template in [need["path"] for need in row.requires if "path" in need] + \
+                    [figure.json for figure in row.figures if figure.json]:
+                template.format_map(values)
+        except KeyError as exc:
+            raise TablesError(f"{path}: row {row.id} uses the placeholder {{{exc.args[0]}}}, which has no value "
+                              f"in {mode} mode (add it to [rows.{mode}])") from None
+        except ValueError as exc:
+            raise TablesError(f"{path}: row {row.id}: {exc} (a literal brace is written {{{{ or }}}})") from None
 
 
 def base_values(row: Row, places: Places, out: Path) -> dict[str, str]:

@@ -116,6 +116,14 @@ def test_partial_runs_keep_earlier_rows_and_write_atomically(tmp_path, monkeypat
     assert sorted(p.name for p in runs.iterdir()) == ["results.json", "results.md"]
 
 
+def test_unknown_placeholder_is_one_line_and_exit_2(tmp_path, capsys):
+    rows = tmp_path / "rows.toml"
+    rows.write_text(HANGING_ROW.replace("{python} -c", "{pyhton} -c"))
+    assert tables.main(["--rows", str(rows), "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "placeholder {pyhton}" in err and len(err.strip().splitlines()) == 1
+
+
 def test_unknown_row_is_one_line_and_exit_2(tmp_path, capsys):
     assert tables.main(["--only", "nosuchrow", "--runs", str(tmp_path)]) == 2
     err = capsys.readouterr().err
