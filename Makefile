@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # One thread per process for tests and toy runs: two threads on two shared cores thrash.
 THREADS_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg
 
-.PHONY: help setup test test-portability test-multinode demo bench bench-eval bench-decode gpu-check dmn-language-check clean $(foreach p,$(SUBPROJECTS),$(p)-data $(p)-toy $(p)-train $(p)-test $(p)-demo)
+.PHONY: help setup test test-portability test-multinode demo tables bench bench-eval bench-decode gpu-check dmn-language-check clean $(foreach p,$(SUBPROJECTS),$(p)-data $(p)-toy $(p)-train $(p)-test $(p)-demo)
 
 help: ## list every target
 	@echo "vlrepro targets:"
@@ -49,6 +49,9 @@ test-multinode: setup ## two "nodes" on 127.0.0.1 vs one process, and an elastic
 demo: setup ## toy data -> brief training -> evaluation for every subproject (two at a time); table + runs/demo/index.html
 	@rm -rf runs/demo && mkdir -p runs/demo
 	@$(PY) tools/run_demos.py --python $(PY) --out $(CURDIR)/runs/demo
+
+tables: setup ## the papers' tables from the released weights (rows of tools/paper_rows.toml; missing data named per row) -> runs/tables/results.md; TOY=1: the toy checkpoints of make P-demo through the same commands
+	@$(THREADS_ENV) $(PY) tools/tables.py --python $(PY) $(if $(TOY),--toy) $(ARGS)
 
 bench-eval: setup ## shared_eval speed against pycocoevalcap (same input, same numbers)
 	@$(PY) -m shared_eval.bench
