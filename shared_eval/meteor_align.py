@@ -59,17 +59,6 @@ def _match(start: int, length: int, match_start: int, match_length: int, module:
             start, length, match_length, module)
 
 
-_ONE_WORD_MATCHES: dict[tuple[int, int, int], tuple] = {}
-
-
-def _one_word_match(start: int, match_start: int, module: int) -> tuple:
-    key = (start, match_start, module)
-    m = _ONE_WORD_MATCHES.get(key)
-    if m is None:
-        m = _ONE_WORD_MATCHES[key] = _match(start, 1, match_start, 1, module)
-    return m
-
-
 @lru_cache(maxsize=1 << 18)
 def _synonym_sets(word: str) -> frozenset[int]:
     """The word's WordNet synsets plus those of its base forms (irregular forms, else suffix rules)."""
@@ -171,9 +160,9 @@ class _Sentence:
     positions_by_stem: dict[int, list[int]]
     positions_by_word: dict[int, list[int]]  # by word id (_Vocabulary)
     synonym_positions: dict[int, list[int]]  # word id -> the positions of this sentence's synonyms of it
-    phrases: tuple[tuple[int, int, int], ...]  # (start, length, phrase id) of the phrases with paraphrases
     phrase_starts: dict[int, tuple[int, list[int]]]  # phrase id -> (length, starts)
-    paraphrase_targets: frozenset[int]  # the phrase ids that the table pairs with one of this sentence's phrases
+    # paraphrase-table target id -> (start, length, table entries) of this sentence's phrases paired with it
+    phrases_by_target: dict[int, list[tuple[int, int, list[int]]]]
 
 
 def _positions(keys) -> dict[int, list[int]]:
@@ -202,10 +191,13 @@ def _sentence(words: tuple[str, ...], phrases: list[tuple[int, int, int]], vocab
     for position, word_id in enumerate(ids):
         for other in vocabulary.synonyms[word_id]:
             synonym_positions.setdefault(other, []).append(position)
+    phrases_by_target: dict[int, list[tuple[int, int, list[int]]]] = {}
+    for start, length, pid in phrases:
+        for target_id, entries in pairs.get(pid, {}).items():
+            phrases_by_target.setdefault(target_id, []).append((start, length, entries))
     return _Sentence(words, keys, function_mask, _positions(keys),
                      _positions([vocabulary.stem_keys[i] for i in ids]), _positions(ids), synonym_positions,
-                     tuple(p for p in phrases if p[2] in pairs), _phrase_starts(phrases),
-                     frozenset(t for _, _, pid in phrases for t in pairs.get(pid, ())))
+                     _phrase_starts(phrases), phrases_by_target)
 
 
 def _paraphrase_pairs(phrase_ids: set[int], res: MeteorResources) -> dict[int, dict[int, list[int]]]:
@@ -227,24 +219,27 @@ def _paraphrase_pairs(phrase_ids: set[int], res: MeteorResources) -> dict[int, d
     return pairs
 
 
-def _paraphrase_hits(source: _Sentence, target: _Sentence,
-                     pairs: dict[int, dict[int, list[int]]]) -> list[tuple[int, int, int, int, int]]:
+def _paraphrase_hits(source: _Sentence, target: _Sentence) -> list[tuple[int, int, int, int, int]]:
     """(source start, length, table entry, target start, target length) of the table's pairs from a source
-    phrase to a target phrase, sorted on the first four."""
-    if source.paraphrase_targets.isdisjoint(target.phrase_starts):
-        return []
+    phrase to a target phrase, sorted (the first four fields are never all equal: an entry is one pair)."""
     hits = []
-    for start, length, pid in source.phrases:
-        targets = pairs[pid]
-        for target_id in targets.keys() & target.phrase_starts.keys():
-            target_length, target_starts = target.phrase_starts[target_id]
-            for entry in targets[target_id]:
-                hits.extend((start, length, entry, t, target_length) for t in target_starts)
-    hits.sort(key=lambda h: h[:4])
+    for target_id in source.phrases_by_target.keys() & target.phrase_starts.keys():
+        target_length, target_starts = target.phrase_starts[target_id]
+        for start, length, entries in source.phrases_by_target[target_id]:
+            for entry in entries:
+                hits.extend([(start, length, entry, t, target_length) for t in target_starts])
+    hits.sort()
     return hits
 
 
-def _candidates(hyp: _Sentence, ref: _Sentence, n_modules: int, pairs: dict) -> list[list[tuple]]:
+def _one_word_matches(start: int, match_starts, module: int) -> list[tuple]:
+    weight = SEARCH_WEIGHTS[module]
+    score_delta = -2 * int(weight) * _SCORE_UNIT  # jar: int += double truncates, so only exact matches count
+    mask2, end = 1 << start, start + 1
+    return [(mask2, 1 << i, score_delta, abs(start - i), i, i + 1, end, start, 1, 1, module) for i in match_starts]
+
+
+def _candidates(hyp: _Sentence, ref: _Sentence, n_modules: int) -> list[list[tuple]]:
     """All matches of the stages in use, by reference start, in the order the jar adds them: exact, stem and
     synonym matches (each by hypothesis position), then paraphrases found from reference phrases, then those
     found from hypothesis phrases. Words are paired through the sentences' shared keys, stems and synonyms."""
@@ -253,7 +248,7 @@ def _candidates(hyp: _Sentence, ref: _Sentence, n_modules: int, pairs: dict) -> 
     for key in ref_exact.keys() & hyp_exact.keys():
         hyp_positions = hyp_exact[key]
         for j in ref_exact[key]:
-            by_start[j].extend([_one_word_match(j, i, EXACT) for i in hyp_positions])
+            by_start[j].extend(_one_word_matches(j, hyp_positions, EXACT))
     if n_modules == 1:
         return by_start
     ref_keys, hyp_keys = ref.keys, hyp.keys
@@ -262,16 +257,18 @@ def _candidates(hyp: _Sentence, ref: _Sentence, n_modules: int, pairs: dict) -> 
         hyp_positions = hyp_stems[stem_key]
         for j in ref_stems[stem_key]:
             key = ref_keys[j]
-            by_start[j].extend([_one_word_match(j, i, STEM) for i in hyp_positions if hyp_keys[i] != key])
+            different = [i for i in hyp_positions if hyp_keys[i] != key]
+            if different:
+                by_start[j].extend(_one_word_matches(j, different, STEM))
     hyp_words, ref_synonyms = hyp.positions_by_word, ref.synonym_positions
     common = ref_synonyms.keys() & hyp_words.keys()
     if common:
         for j, i in sorted([(j, i) for w in common for j in ref_synonyms[w] for i in hyp_words[w]]):
             if hyp_keys[i] != ref_keys[j]:
-                by_start[j].append(_one_word_match(j, i, SYNONYM))
-    for j, length, _, i, match_length in _paraphrase_hits(ref, hyp, pairs):
+                by_start[j].extend(_one_word_matches(j, (i,), SYNONYM))
+    for j, length, _, i, match_length in _paraphrase_hits(ref, hyp):
         by_start[j].append(_match(j, length, i, match_length, PARAPHRASE))
-    for i, match_length, _, j, length in _paraphrase_hits(hyp, ref, pairs):
+    for i, match_length, _, j, length in _paraphrase_hits(hyp, ref):
         by_start[j].append(_match(j, length, i, match_length, PARAPHRASE))
     return by_start
 
@@ -310,9 +307,11 @@ def _beam_search(by_start: list[list[tuple]], fixed: list[tuple | None]) -> list
     largest_step = max(n2, max((m[MATCH_END] for ms in by_start for m in ms), default=0))
     assert (sum(map(len, by_start)) + n2 + 1) * largest_step < _CHUNK_UNIT and n2 + 2 < _SCORE_UNIT // _CHUNK_UNIT
     paths = [[0, used1, used2, -1, None]]
+    quiet = True  # no partial alignment is inside a chunk: a word without candidates then changes nothing
     for current in range(n2):
         bit = 1 << current
         if fixed_words & bit:
+            quiet = False
             m = fixed[current]
             if m is not None:
                 score_delta, distance, match_start, match_end = m[SCORE_DELTA:REF_END]
@@ -323,11 +322,18 @@ def _beam_search(by_start: list[list[tuple]], fixed: list[tuple | None]) -> list
                     path[3] = match_end
             # else inside a fixed match: nothing changes
         elif not by_start[current]:
+            if quiet:
+                continue
+            quiet = True
             for path in paths:
-                if path[3] != -1 and not path[2] & bit:
-                    path[0] += _CHUNK_UNIT
-                    path[3] = -1
+                if path[3] != -1:
+                    if path[2] & bit:
+                        quiet = False
+                    else:
+                        path[0] += _CHUNK_UNIT
+                        path[3] = -1
         else:
+            quiet = False
             next_paths = []
             add = next_paths.append
             candidates = by_start[current]
@@ -386,10 +392,10 @@ class MeteorStats:
         return sum(s[1] + s[3] for s in self.stage_matches)
 
 
-def _alignment_stats(hyp: _Sentence, ref: _Sentence, pairs: dict) -> tuple:
+def _alignment_stats(hyp: _Sentence, ref: _Sentence) -> tuple:
     """MeteorStats fields of the jar's best alignment of a hypothesis to a reference."""
     n_modules = 1 if hyp.keys == ref.keys else 4  # jar: identical sentences use exact matching only
-    by_start = _candidates(hyp, ref, n_modules, pairs)
+    by_start = _candidates(hyp, ref, n_modules)
     fixed = _definite_matches(by_start)
     all_fixed = sum(map(len, by_start)) == len(fixed) - fixed.count(None)
     matches = fixed if all_fixed else _beam_search(by_start, fixed)
@@ -419,11 +425,6 @@ def _alignment_stats(hyp: _Sentence, ref: _Sentence, pairs: dict) -> tuple:
                        test_function, ref_function))
     return (len(hyp.keys), len(ref.keys), hyp.function_mask.bit_count(), ref.function_mask.bit_count(),
             tuple(stages), chunks)
-
-
-def align_stats(hyp: _Sentence, ref: _Sentence, pairs: dict) -> MeteorStats:
-    """Statistics of the jar's best alignment of a hypothesis to a reference."""
-    return MeteorStats(*_alignment_stats(hyp, ref, pairs))
 
 
 def _java_div(a: float, b: float) -> float:
@@ -547,7 +548,7 @@ def _score_lines(lines: list[str]) -> list[MeteorStats]:
     for hyp, refs in items:
         best, best_score = None, -1.0
         for ref in refs:
-            stats = _alignment_stats(sentences[hyp], sentences[ref], pairs)
+            stats = _alignment_stats(sentences[hyp], sentences[ref])
             score = _score(*stats)
             if score > best_score:
                 best, best_score = stats, score
