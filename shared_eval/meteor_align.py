@@ -41,8 +41,9 @@ def java_hash(word: str) -> int:
     return h
 
 
-# A candidate match is a tuple; the beam search reads the first seven fields by unpacking.
-MASK2, MASK1, SCORE_DELTA, DISTANCE, MATCH_START, MATCH_END, REF_END, START, LENGTH, MATCH_LENGTH, MODULE = range(11)
+# A candidate match is a tuple. WORDS: the words it covers as one bit mask, reference positions in the low bits
+# and hypothesis positions above them (hypothesis position i is bit reference length + i).
+WORDS, SCORE_DELTA, DISTANCE, MATCH_START, MATCH_END, REF_END, START, MODULE = range(8)
 # A partial alignment's rank (Constants.PARTIAL_COMPARE_TOTAL: more search-weighted matched words, then fewer
 # chunks, then less distance) folded into one integer, -score * _SCORE_UNIT + chunks * _CHUNK_UNIT + distance,
 # so that every update is an addition and partial alignments sort by one int.
@@ -50,13 +51,13 @@ _CHUNK_UNIT = 1 << 32
 _SCORE_UNIT = 1 << 64
 
 
-def _match(start: int, length: int, match_start: int, match_length: int, module: int) -> tuple:
+def _match(start: int, length: int, match_start: int, match_length: int, module: int, ref_length: int) -> tuple:
     weight = SEARCH_WEIGHTS[module]
     # jar: int += double truncates, so a one-word stage-2..4 match adds nothing to the search score
     score = int(match_length * weight) + int(length * weight)
-    return (((1 << length) - 1) << start, ((1 << match_length) - 1) << match_start, -score * _SCORE_UNIT,
-            abs(start - match_start), match_start, match_start + match_length, start + length,
-            start, length, match_length, module)
+    words = ((1 << length) - 1) << start | ((1 << match_length) - 1) << (match_start + ref_length)
+    return (words, -score * _SCORE_UNIT, abs(start - match_start), match_start, match_start + match_length,
+            start + length, start, module)
 
 
 @lru_cache(maxsize=1 << 18)
@@ -161,8 +162,10 @@ class _Sentence:
     positions_by_word: dict[int, list[int]]  # by word id (_Vocabulary)
     synonym_positions: dict[int, list[int]]  # word id -> the positions of this sentence's synonyms of it
     phrase_starts: dict[int, tuple[int, list[int]]]  # phrase id -> (length, starts)
+    phrase_ids: frozenset[int]
     # paraphrase-table target id -> (start, length, table entries) of this sentence's phrases paired with it
     phrases_by_target: dict[int, list[tuple[int, int, list[int]]]]
+    paraphrase_targets: frozenset[int]
 
 
 def _positions(keys) -> dict[int, list[int]]:
@@ -197,7 +200,8 @@ def _sentence(words: tuple[str, ...], phrases: list[tuple[int, int, int]], vocab
             phrases_by_target.setdefault(target_id, []).append((start, length, entries))
     return _Sentence(words, keys, function_mask, _positions(keys),
                      _positions([vocabulary.stem_keys[i] for i in ids]), _positions(ids), synonym_positions,
-                     _phrase_starts(phrases), phrases_by_target)
+                     _phrase_starts(phrases), frozenset(pid for _, _, pid in phrases), phrases_by_target,
+                     frozenset(phrases_by_target))
 
 
 def _paraphrase_pairs(phrase_ids: set[int], res: MeteorResources) -> dict[int, dict[int, list[int]]]:
@@ -222,8 +226,10 @@ def _paraphrase_pairs(phrase_ids: set[int], res: MeteorResources) -> dict[int, d
 def _paraphrase_hits(source: _Sentence, target: _Sentence) -> list[tuple[int, int, int, int, int]]:
     """(source start, length, table entry, target start, target length) of the table's pairs from a source
     phrase to a target phrase, sorted (the first four fields are never all equal: an entry is one pair)."""
+    if source.paraphrase_targets.isdisjoint(target.phrase_ids):
+        return []
     hits = []
-    for target_id in source.phrases_by_target.keys() & target.phrase_starts.keys():
+    for target_id in source.paraphrase_targets & target.phrase_ids:
         target_length, target_starts = target.phrase_starts[target_id]
         for start, length, entries in source.phrases_by_target[target_id]:
             for entry in entries:
@@ -232,23 +238,24 @@ def _paraphrase_hits(source: _Sentence, target: _Sentence) -> list[tuple[int, in
     return hits
 
 
-def _one_word_matches(start: int, match_starts, module: int) -> list[tuple]:
-    weight = SEARCH_WEIGHTS[module]
-    score_delta = -2 * int(weight) * _SCORE_UNIT  # jar: int += double truncates, so only exact matches count
-    mask2, end = 1 << start, start + 1
-    return [(mask2, 1 << i, score_delta, abs(start - i), i, i + 1, end, start, 1, 1, module) for i in match_starts]
+def _one_word_matches(start: int, match_starts, module: int, ref_length: int) -> list[tuple]:
+    score_delta = -2 * int(SEARCH_WEIGHTS[module]) * _SCORE_UNIT  # as _match: only exact matches count
+    ref_bit, end = 1 << start, start + 1
+    return [(ref_bit | 1 << (i + ref_length), score_delta, abs(start - i), i, i + 1, end, start, module)
+            for i in match_starts]
 
 
 def _candidates(hyp: _Sentence, ref: _Sentence, n_modules: int) -> list[list[tuple]]:
     """All matches of the stages in use, by reference start, in the order the jar adds them: exact, stem and
     synonym matches (each by hypothesis position), then paraphrases found from reference phrases, then those
     found from hypothesis phrases. Words are paired through the sentences' shared keys, stems and synonyms."""
-    by_start: list[list[tuple]] = [[] for _ in ref.keys]
+    n2 = len(ref.keys)
+    by_start: list[list[tuple]] = [[] for _ in range(n2)]
     ref_exact, hyp_exact = ref.positions_by_key, hyp.positions_by_key
     for key in ref_exact.keys() & hyp_exact.keys():
         hyp_positions = hyp_exact[key]
         for j in ref_exact[key]:
-            by_start[j].extend(_one_word_matches(j, hyp_positions, EXACT))
+            by_start[j] = _one_word_matches(j, hyp_positions, EXACT, n2)  # the first matches of j
     if n_modules == 1:
         return by_start
     ref_keys, hyp_keys = ref.keys, hyp.keys
@@ -259,31 +266,28 @@ def _candidates(hyp: _Sentence, ref: _Sentence, n_modules: int) -> list[list[tup
             key = ref_keys[j]
             different = [i for i in hyp_positions if hyp_keys[i] != key]
             if different:
-                by_start[j].extend(_one_word_matches(j, different, STEM))
+                by_start[j].extend(_one_word_matches(j, different, STEM, n2))
     hyp_words, ref_synonyms = hyp.positions_by_word, ref.synonym_positions
     common = ref_synonyms.keys() & hyp_words.keys()
     if common:
         for j, i in sorted([(j, i) for w in common for j in ref_synonyms[w] for i in hyp_words[w]]):
             if hyp_keys[i] != ref_keys[j]:
-                by_start[j].extend(_one_word_matches(j, (i,), SYNONYM))
+                by_start[j].extend(_one_word_matches(j, (i,), SYNONYM, n2))
     for j, length, _, i, match_length in _paraphrase_hits(ref, hyp):
-        by_start[j].append(_match(j, length, i, match_length, PARAPHRASE))
+        by_start[j].append(_match(j, length, i, match_length, PARAPHRASE, n2))
     for i, match_length, _, j, length in _paraphrase_hits(hyp, ref):
-        by_start[j].append(_match(j, length, i, match_length, PARAPHRASE))
+        by_start[j].append(_match(j, length, i, match_length, PARAPHRASE, n2))
     return by_start
 
 
 def _definite_matches(by_start: list[list[tuple]]) -> list[tuple | None]:
     """Matches that are the only candidate for all their words are fixed before the search."""
-    once1 = twice1 = once2 = twice2 = 0
+    once = twice = 0
     for matches in by_start:
         for m in matches:
-            twice2 |= once2 & m[MASK2]
-            once2 |= m[MASK2]
-            twice1 |= once1 & m[MASK1]
-            once1 |= m[MASK1]
-    return [matches[0] if len(matches) == 1 and not (matches[0][MASK2] & twice2 or matches[0][MASK1] & twice1)
-            else None for matches in by_start]
+            twice |= once & m[WORDS]
+            once |= m[WORDS]
+    return [matches[0] if len(matches) == 1 and not matches[0][WORDS] & twice else None for matches in by_start]
 
 
 _rank = itemgetter(0)
@@ -292,21 +296,19 @@ _rank = itemgetter(0)
 def _beam_search(by_start: list[list[tuple]], fixed: list[tuple | None]) -> list[tuple | None]:
     """Aligner.resolve: left to right over reference positions, keeping the best BEAM_SIZE partial alignments.
 
-    A partial alignment is [rank, hypothesis words used, reference words used, hypothesis end of its last match
-    (-1 outside a chunk), its chosen matches as a linked list]. The jar also tracks the next reference index;
-    here it is implied: fixed matches cover words that no other candidate covers, so every partial alignment
-    takes a fixed match at its first word and steps over the rest, and a word covered by a chosen match is
-    stepped over."""
+    A partial alignment is [rank, words used (as a match's WORDS), hypothesis end of its last match (-1 outside a
+    chunk), its chosen matches as a linked list]. The jar also tracks the next reference index; here it is
+    implied: fixed matches cover words that no other candidate covers, so every partial alignment takes a fixed
+    match at its first word and steps over the rest, and a word covered by a chosen match is stepped over."""
     n2 = len(fixed)
-    used1 = used2 = 0
+    used = 0
     for m in fixed:
         if m is not None:
-            used1 |= m[MASK1]
-            used2 |= m[MASK2]
-    fixed_words = used2
+            used |= m[WORDS]
+    fixed_words = used
     largest_step = max(n2, max((m[MATCH_END] for ms in by_start for m in ms), default=0))
     assert (sum(map(len, by_start)) + n2 + 1) * largest_step < _CHUNK_UNIT and n2 + 2 < _SCORE_UNIT // _CHUNK_UNIT
-    paths = [[0, used1, used2, -1, None]]
+    paths = [[0, used, -1, None]]
     quiet = True  # no partial alignment is inside a chunk: a word without candidates then changes nothing
     for current in range(n2):
         bit = 1 << current
@@ -314,53 +316,52 @@ def _beam_search(by_start: list[list[tuple]], fixed: list[tuple | None]) -> list
             quiet = False
             m = fixed[current]
             if m is not None:
-                score_delta, distance, match_start, match_end = m[SCORE_DELTA:REF_END]
+                step, match_start, match_end = m[SCORE_DELTA] + m[DISTANCE], m[MATCH_START], m[MATCH_END]
                 for path in paths:
-                    if path[3] != -1 and match_start != path[3]:
+                    if path[2] != -1 and match_start != path[2]:
                         path[0] += _CHUNK_UNIT
-                    path[0] += score_delta + distance
-                    path[3] = match_end
+                    path[0] += step
+                    path[2] = match_end
             # else inside a fixed match: nothing changes
         elif not by_start[current]:
             if quiet:
                 continue
             quiet = True
             for path in paths:
-                if path[3] != -1:
-                    if path[2] & bit:
+                if path[2] != -1:
+                    if path[1] & bit:
                         quiet = False
                     else:
                         path[0] += _CHUNK_UNIT
-                        path[3] = -1
+                        path[2] = -1
         else:
             quiet = False
             next_paths = []
             add = next_paths.append
             candidates = by_start[current]
             for path in paths:
-                rank, used1, used2, last_end, chosen = path
-                if used2 & bit:
+                rank, used, last_end, chosen = path
+                if used & bit:
                     add(path)
                     continue
                 for m in candidates:
-                    mask2, mask1, score_delta, distance, match_start, match_end = m[:6]
-                    if used2 & mask2 or used1 & mask1:
+                    if used & m[0]:  # WORDS
                         continue
-                    extended = rank + score_delta
-                    if last_end != -1 and match_start != last_end:
-                        extended += _CHUNK_UNIT
-                    add([extended, used1 | mask1, used2 | mask2, match_end, (m, chosen)])
-                    rank += distance  # jar: the distance goes to the parent path
+                    if last_end != -1 and m[3] != last_end:  # MATCH_START
+                        add([rank + m[1] + _CHUNK_UNIT, used | m[0], m[4], (m, chosen)])  # SCORE_DELTA, MATCH_END
+                    else:
+                        add([rank + m[1], used | m[0], m[4], (m, chosen)])
+                    rank += m[2]  # DISTANCE; jar: the distance goes to the parent path
                 if last_end != -1:
                     rank += _CHUNK_UNIT
-                    path[3] = -1
+                    path[2] = -1
                 path[0] = rank
                 add(path)
             paths = next_paths
         paths.sort(key=_rank)
         del paths[BEAM_SIZE:]
     best_rank, chosen = None, None
-    for rank, _, _, last_end, path_chosen in paths:
+    for rank, _, last_end, path_chosen in paths:
         if last_end != -1:
             rank += _CHUNK_UNIT
         if best_rank is None or rank < best_rank:
@@ -399,8 +400,7 @@ def _alignment_stats(hyp: _Sentence, ref: _Sentence) -> tuple:
     fixed = _definite_matches(by_start)
     all_fixed = sum(map(len, by_start)) == len(fixed) - fixed.count(None)
     matches = fixed if all_fixed else _beam_search(by_start, fixed)
-    test_words = [0, 0, 0, 0]  # per stage, as bit masks
-    ref_words = [0, 0, 0, 0]
+    words = [0, 0, 0, 0]  # per stage, as a match's WORDS
     chunks, idx, last_match_end = 0, 0, -1
     while idx < len(matches):
         m = matches[idx]
@@ -414,11 +414,12 @@ def _alignment_stats(hyp: _Sentence, ref: _Sentence) -> tuple:
                 chunks += 1
             idx = m[REF_END]
             last_match_end = m[MATCH_END]
-            test_words[m[MODULE]] |= m[MASK1]
-            ref_words[m[MODULE]] |= m[MASK2]
+            words[m[MODULE]] |= m[WORDS]
     chunks += last_match_end != -1
     stages = []
-    for test_mask, ref_mask in zip(test_words, ref_words):
+    n2 = len(ref.keys)
+    for stage_words in words:
+        test_mask, ref_mask = stage_words >> n2, stage_words & ((1 << n2) - 1)
         test_function = (test_mask & hyp.function_mask).bit_count()
         ref_function = (ref_mask & ref.function_mask).bit_count()
         stages.append((test_mask.bit_count() - test_function, ref_mask.bit_count() - ref_function,
