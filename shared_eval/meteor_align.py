@@ -150,7 +150,7 @@ class _Vocabulary:
                          for word_id, word_synsets in enumerate(synsets)]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Sentence:
     """Everything the matchers need about one normalized sentence, computed once per distinct text."""
 
@@ -306,8 +306,6 @@ def _beam_search(by_start: list[list[tuple]], fixed: list[tuple | None]) -> list
         if m is not None:
             used |= m[WORDS]
     fixed_words = used
-    largest_step = max(n2, max((m[MATCH_END] for ms in by_start for m in ms), default=0))
-    assert (sum(map(len, by_start)) + n2 + 1) * largest_step < _CHUNK_UNIT and n2 + 2 < _SCORE_UNIT // _CHUNK_UNIT
     paths = [[0, used, -1, None]]
     quiet = True  # no partial alignment is inside a chunk: a word without candidates then changes nothing
     for current in range(n2):
@@ -398,24 +396,21 @@ def _alignment_stats(hyp: _Sentence, ref: _Sentence) -> tuple:
     n_modules = 1 if hyp.keys == ref.keys else 4  # jar: identical sentences use exact matching only
     by_start = _candidates(hyp, ref, n_modules)
     fixed = _definite_matches(by_start)
-    all_fixed = sum(map(len, by_start)) == len(fixed) - fixed.count(None)
+    n_candidates = sum(map(len, by_start))
+    # the rank's fields stay apart: each candidate adds its distance (at most the longer length) to a path at
+    # most once, and a path closes at most two chunks per match
+    assert (n_candidates + 1) * max(len(hyp.keys), len(ref.keys)) < _CHUNK_UNIT
+    assert 2 * len(ref.keys) + 2 < _SCORE_UNIT // _CHUNK_UNIT
+    all_fixed = n_candidates == len(fixed) - fixed.count(None)
     matches = fixed if all_fixed else _beam_search(by_start, fixed)
     words = [0, 0, 0, 0]  # per stage, as a match's WORDS
-    chunks, idx, last_match_end = 0, 0, -1
-    while idx < len(matches):
-        m = matches[idx]
-        if m is None:
-            if last_match_end != -1:
+    chunks, ref_end, match_end = 0, -1, -1
+    for m in matches:
+        if m is not None:
+            if m[START] != ref_end or m[MATCH_START] != match_end:  # a chunk starts: next to nothing before
                 chunks += 1
-                last_match_end = -1
-            idx += 1
-        else:
-            if last_match_end != -1 and m[MATCH_START] != last_match_end:
-                chunks += 1
-            idx = m[REF_END]
-            last_match_end = m[MATCH_END]
+            ref_end, match_end = m[REF_END], m[MATCH_END]
             words[m[MODULE]] |= m[WORDS]
-    chunks += last_match_end != -1
     stages = []
     n2 = len(ref.keys)
     for stage_words in words:
