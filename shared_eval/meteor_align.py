@@ -154,8 +154,7 @@ class _Vocabulary:
 class _Sentence:
     """Everything the matchers need about one normalized sentence, computed once per distinct text."""
 
-    words: tuple[str, ...]
-    keys: tuple[int, ...]
+    keys: tuple[int, ...]  # jar: words are compared by String.hashCode
     function_mask: int  # function words, as a bit mask of positions
     positions_by_key: dict[int, list[int]]
     positions_by_stem: dict[int, list[int]]
@@ -198,7 +197,7 @@ def _sentence(words: tuple[str, ...], phrases: list[tuple[int, int, int]], vocab
     for start, length, pid in phrases:
         for target_id, entries in pairs.get(pid, {}).items():
             phrases_by_target.setdefault(target_id, []).append((start, length, entries))
-    return _Sentence(words, keys, function_mask, _positions(keys),
+    return _Sentence(keys, function_mask, _positions(keys),
                      _positions([vocabulary.stem_keys[i] for i in ids]), _positions(ids), synonym_positions,
                      _phrase_starts(phrases), frozenset(pid for _, _, pid in phrases), phrases_by_target,
                      frozenset(phrases_by_target))
