@@ -1,12 +1,13 @@
 """Speed of shared_eval against pycocoevalcap on the same input, with a check that the numbers are identical.
 
-    python -m shared_eval.bench [--images 5000] [--refs 5] [--skip-meteor] [--out runs/bench/shared_eval.json]
+    python -m shared_eval.bench [--images 5000] [--refs 5] [--runs 3] [--skip-meteor] [--out runs/bench/shared_eval.json]
 
 Input: the coco-caption demo (1000 val2014 images, fakecap results) replicated to ``--images`` images with
 ``--refs`` references each. Our METEOR is the Python backend (its resources already cached on disk; "cold" rows
 start without them in memory), pycocoevalcap's starts the jar. Each row gives wall-clock seconds and CPU seconds
-(Python, the Java tokenizer, the METEOR JVMs) of one run; on a shared machine the CPU column is the steadier comparison. The SCST line times one 300-caption batch of CIDEr-D rewards
-with a df cached once from all references, against pycocoevalcap's ``CiderScorer`` on the same batch.
+(Python, the Java tokenizer, the METEOR JVMs), the medians of ``--runs`` runs; on a shared machine the CPU column
+is the steadier comparison. The SCST line times one 300-caption batch of CIDEr-D rewards with a df cached once
+from all references, against pycocoevalcap's ``CiderScorer`` on the same batch.
 """
 
 from __future__ import annotations
@@ -119,14 +120,43 @@ def _scst_batch(gts: dict, res: dict, n_images: int = 60, samples: int = 5) -> t
     return cands, refs
 
 
-def run(images: int, refs: int, meteor: bool) -> dict:
+def _median(timings: list[_Timing]) -> _Timing:
+    return _Timing(float(np.median([t.wall for t in timings])), float(np.median([t.cpu for t in timings])))
+
+
+def run(images: int, refs: int, meteor: bool, runs: int) -> dict:
+    """Every row timed ``runs`` times (each run cold on both sides); the table gives the medians."""
+    gts_raw, res_raw = _demo_inputs(images, refs)
+    per_run = [_run_once(gts_raw, res_raw, meteor) for _ in range(runs)]
+    rows = [(name, _median([r[k][1] for r in per_run]), _median([r[k][2] for r in per_run]),
+             None if ok is None else all(r[k][3] for r in per_run))
+            for k, (name, _, _, ok) in enumerate(per_run[0])]
+    width = max(len(r[0]) for r in rows)
+    print(f"shared_eval vs pycocoevalcap 1.2: {images} images x {refs} references (coco-caption demo replicated), "
+          f"median of {runs} run(s)")
+    print("wall: elapsed seconds; cpu: CPU seconds of Python, the Java tokenizer and the METEOR JVMs")
+    print(f"{'':{width}}  {'pycocoevalcap':>20}  {'shared_eval':>20}  {'speed-up':>15}  identical")
+    print(f"{'':{width}}  {'wall':>9} {'cpu':>10}  {'wall':>9} {'cpu':>10}  {'wall':>7} {'cpu':>7}")
+    for name, a, b, ok in rows:
+        print(f"{name:{width}}  {a.wall:8.3f}s {a.cpu:9.3f}s  {b.wall:8.3f}s {b.cpu:9.3f}s  "
+              f"{a.wall / b.wall:6.1f}x {a.cpu / max(b.cpu, 1e-9):6.1f}x  {'n/a' if ok is None else 'yes' if ok else 'NO'}")
+    return {"images": images, "refs": refs, "runs": runs, "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+            "rows": [{"what": n, "pycocoevalcap_wall_s": a.wall, "pycocoevalcap_cpu_s": a.cpu,
+                      "shared_eval_wall_s": b.wall, "shared_eval_cpu_s": b.cpu,
+                      "speedup_wall": a.wall / b.wall, "speedup_cpu": a.cpu / max(b.cpu, 1e-9), "identical": ok}
+                     for n, a, b, ok in rows],
+            "runs_detail": [[{"what": n, "pycocoevalcap_wall_s": a.wall, "pycocoevalcap_cpu_s": a.cpu,
+                              "shared_eval_wall_s": b.wall, "shared_eval_cpu_s": b.cpu, "identical": ok}
+                             for n, a, b, ok in r] for r in per_run]}
+
+
+def _run_once(gts_raw: dict, res_raw: dict, meteor: bool) -> list[tuple[str, _Timing, _Timing, bool | None]]:
     from pycocoevalcap.bleu.bleu import Bleu as RefBleu
     from pycocoevalcap.cider.cider import Cider as RefCider
     from pycocoevalcap.cider.cider_scorer import CiderScorer
     from pycocoevalcap.meteor.meteor import Meteor as RefMeteor
     from pycocoevalcap.rouge.rouge import Rouge as RefRouge
 
-    gts_raw, res_raw = _demo_inputs(images, refs)
     rows: list[tuple[str, _Timing, _Timing, bool | None]] = []
 
     # tokenizer (references and results: two calls each, as coco-caption)
@@ -188,20 +218,7 @@ def run(images: int, refs: int, meteor: bool) -> dict:
     assert np.array_equal(cold, scorer.score(cands, batch_refs))
     rows.append(("SCST reward, 300 captions (best of 5)", t_ref, t_ours, None))
     rows.append(("SCST reward, 300 captions (first call)", t_ref, t_cold, None))
-
-    width = max(len(r[0]) for r in rows)
-    print(f"shared_eval vs pycocoevalcap 1.2: {images} images x {refs} references (coco-caption demo replicated)")
-    print("wall: elapsed seconds; cpu: CPU seconds of Python, the Java tokenizer and the METEOR JVMs")
-    print(f"{'':{width}}  {'pycocoevalcap':>20}  {'shared_eval':>20}  {'speed-up':>15}  identical")
-    print(f"{'':{width}}  {'wall':>9} {'cpu':>10}  {'wall':>9} {'cpu':>10}  {'wall':>7} {'cpu':>7}")
-    for name, a, b, ok in rows:
-        print(f"{name:{width}}  {a.wall:8.3f}s {a.cpu:9.3f}s  {b.wall:8.3f}s {b.cpu:9.3f}s  "
-              f"{a.wall / b.wall:6.1f}x {a.cpu / max(b.cpu, 1e-9):6.1f}x  {'n/a' if ok is None else 'yes' if ok else 'NO'}")
-    return {"images": images, "refs": refs, "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
-            "rows": [{"what": n, "pycocoevalcap_wall_s": a.wall, "pycocoevalcap_cpu_s": a.cpu,
-                      "shared_eval_wall_s": b.wall, "shared_eval_cpu_s": b.cpu,
-                      "speedup_wall": a.wall / b.wall, "speedup_cpu": a.cpu / max(b.cpu, 1e-9), "identical": ok}
-                     for n, a, b, ok in rows]}
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -209,10 +226,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--refs", type=int, default=5)
     parser.add_argument("--skip-meteor", action="store_true", help="leave METEOR out (pycocoevalcap then needs no Java)")
+    parser.add_argument("--runs", type=int, default=3, help="times to run every row (the table gives medians)")
     parser.add_argument("--out", default=None, help="json output (default: $ROOT/runs/bench/shared_eval.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    result = run(args.images, args.refs, not args.skip_meteor)
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, got {args.runs}")
+    result = run(args.images, args.refs, not args.skip_meteor, args.runs)
     out = Path(args.out) if args.out else Path(os.environ.get("ROOT", Path.cwd())) / "runs" / "bench" / "shared_eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -34,6 +34,7 @@ _LETTER = re.compile(f"[{_ALPHA}]")
 _WHITE = re.compile("[ \u2000-\u200a\u202f\u205f\u3000\u00a0]+")
 _TOKEN_DELIMITERS = re.compile("[ \t\n\r\f]+")  # java.util.StringTokenizer
 _JAVA_TRIMMED = "".join(chr(c) for c in range(0x21))
+_PLAIN = re.compile("[a-z0-9 ]*")
 
 
 def java_trim(text: str) -> str:
@@ -77,6 +78,8 @@ def _split_sentence_dots(words: list[str], prefixes: dict[str, bool]) -> str:
 
 def normalize_line(line: str, prefixes: dict[str, bool]) -> str:
     """``Normalizer.normalizeLine(line, LANG_EN, keepPunctuation=true)`` followed by ``toLowerCase()``."""
+    if _PLAIN.fullmatch(line):  # no rule below applies to lowercase ASCII words and digits (most captions)
+        return " ".join(line.split())
     line = _SEPARATE_OTHER.sub(r" \1 ", f" {line} ")
     line = _escape_multi_dots(line)
     for comma in _COMMAS:

@@ -43,10 +43,10 @@ _STEP4 = ("al", "ance", "ence", "er", "ic", "able", "ible", "ant", "ement", "men
 
 def _longest_suffix(word: list[str], suffixes) -> str | None:
     """The longest of ``suffixes`` that ``word`` ends with (Snowball's ``among``: no fallback to shorter ones)."""
+    text = "".join(word)
     best = None
     for suffix in suffixes:
-        n = len(suffix)
-        if n <= len(word) and "".join(word[len(word) - n:]) == suffix and (best is None or n > len(best)):
+        if text.endswith(suffix) and (best is None or len(suffix) > len(best)):
             best = suffix
     return best
 

@@ -1,6 +1,7 @@
 """METEOR in Python against the jar (the oracle, skipped without Java) and against numbers recorded from it."""
 
 import random
+import re
 import shutil
 
 import pytest
@@ -125,6 +126,23 @@ def test_recorded_jar_answers(hypothesis, references, expected_stats, expected_s
     assert stats_line(sentence_stats(hypothesis, references)) == expected_stats
     corpus, items = python_meteor.compute_score({0: references}, {0: [hypothesis]})
     assert items == [expected_score] and corpus == expected_score
+
+
+def test_plain_captions_normalize_as_the_full_rules(monkeypatch):
+    """Lowercase ASCII words and digits skip the -norm rules: the shortcut must give what the rules give."""
+    from shared_eval import meteor_normalize
+    from shared_eval.meteor_resources import load_resources
+
+    prefixes = load_resources().nonbreaking_prefixes
+    rng = random.Random(0)
+    # nonbreaking prefixes (mr, no, inc), the DOTMULTI escape words, digits, runs of spaces
+    words = ["a", "man", "mr", "no", "inc", "s", "dotmulti", "dotdotmulti", "1", "2014", "3d"]
+    lines = ["", " ", "  a  man  "] + [(" " * rng.randint(1, 2)).join(rng.choice(words) for _ in range(rng.randint(0, 9)))
+                                      for _ in range(2000)]
+    assert all(meteor_normalize._PLAIN.fullmatch(line) for line in lines)
+    shortcut = [meteor_normalize.normalize_line(line, prefixes) for line in lines]
+    monkeypatch.setattr(meteor_normalize, "_PLAIN", re.compile("(?!)"))  # matches nothing: every line takes the rules
+    assert shortcut == [meteor_normalize.normalize_line(line, prefixes) for line in lines]
 
 
 @pytest.mark.parametrize("word, expected", [
