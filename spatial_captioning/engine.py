@@ -33,14 +33,15 @@ def scst_loss(model, rl_crit: RewardCriterion, scorer: CiderD, data: dict, devic
               opt: argparse.Namespace, seq_per_img: int) -> tuple[torch.Tensor, ScstStats]:
     """Multinomial samples (train mode, one per caption row) against the greedy caption (eval mode, no grad)."""
     feats, _, _, masks, boxes = to_device(data, device)
-    sampled, sample_logprobs = model.sample(feats, masks, boxes, opt={"sample_max": 0})
+    cache = opt.decode_cache
+    sampled, sample_logprobs = model.sample(feats, masks, boxes, opt={"sample_max": 0, "decode_cache": cache})
     model.eval()
     with torch.no_grad():
         # Rows of one image are identical and greedy decoding is deterministic in eval mode, so decoding one row
         # per image and repeating it gives the original's baseline (which decoded every row) at 1/seq_per_img cost.
         rows = torch.arange(0, feats.size(0), seq_per_img, device=device)
         pick = (lambda x: None if x is None else x[rows])
-        greedy, _ = model.sample(pick(feats), pick(masks), pick(boxes), opt={"sample_max": 1})
+        greedy, _ = model.sample(pick(feats), pick(masks), pick(boxes), opt={"sample_max": 1, "decode_cache": cache})
         greedy = greedy.repeat_interleave(seq_per_img, 0)
     model.train()
     reward, sample_score, greedy_score = self_critical_reward(scorer, greedy, sampled, data["gts"],

@@ -24,7 +24,7 @@ from misc.losses import LanguageModelCriterion
 log = logging.getLogger("eval")
 # Options never copied from the checkpoint's infos (the original's list, plus this script's own additions).
 IGNORE = {"id", "batch_size", "beam_size", "start_from", "language_eval", "device", "seed", "num_workers",
-          "skip_corrupt", "max_iters", "ann_file", "meteor", "spice", "bf16", "tensorboard"}
+          "skip_corrupt", "max_iters", "ann_file", "meteor", "spice", "bf16", "tensorboard", "decode_cache"}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -71,6 +71,9 @@ def get_parser() -> argparse.ArgumentParser:
     a("--num_workers", type=int, default=0)
     a("--skip_corrupt", type=int, default=0, help="1: skip images whose feature files are corrupt instead of stopping")
     a("--seed", type=int, default=123)
+    a("--decode_cache", type=int, default=1, choices=[0, 1],
+      help="1: decode one position per step with cached keys/values; 0: re-decode the whole prefix at every step, "
+           "as the original (same captions, slower)")
     return p
 
 

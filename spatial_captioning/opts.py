@@ -110,6 +110,9 @@ def get_parser() -> argparse.ArgumentParser:
       help="COCO captions annotations used by --language_eval (the original's hard-coded path)")
     a("--meteor", type=int, default=1, help="compute METEOR in language evaluation (starts a JVM)")
     a("--spice", type=int, default=0, help="compute SPICE in language evaluation (needs Stanford CoreNLP)")
+    a("--decode_cache", type=int, default=1, choices=[0, 1],
+      help="1: decode one position per step with cached keys/values (SCST sampling and validation); 0: re-decode "
+           "the whole prefix at every step, as the original (same words, slower)")
     return p
 
 
