@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from misc.distributed import mean_over_ranks
 from misc.losses import RewardCriterion
 from misc.rewards import self_critical_reward
 from misc.scorers import CiderD
@@ -19,7 +20,8 @@ def to_device(data: dict, device: torch.device) -> tuple:
 def xe_loss(model, crit, data: dict, device: torch.device) -> torch.Tensor:
     feats, labels, label_masks, masks, boxes = to_device(data, device)
     logprobs = model(feats, labels, masks, boxes)
-    return crit(logprobs.float(), labels[:, 1:], label_masks[:, 1:])
+    tokens = label_masks[:, 1:logprobs.size(1) + 1].sum()
+    return crit(logprobs.float(), labels[:, 1:], label_masks[:, 1:], mean_over_ranks(tokens))
 
 
 @dataclass
@@ -46,5 +48,5 @@ def scst_loss(model, rl_crit: RewardCriterion, scorer: CiderD, data: dict, devic
     model.train()
     reward, sample_score, greedy_score = self_critical_reward(scorer, greedy, sampled, data["gts"],
                                                               opt.cider_reward_weight, opt.bleu_reward_weight)
-    loss = rl_crit(sample_logprobs.float(), sampled, reward)
+    loss = rl_crit(sample_logprobs.float(), sampled, reward, mean_over_ranks(rl_crit.counted(sampled).sum()))
     return loss, ScstStats(float(reward[:, 0].mean()), sample_score, greedy_score)
