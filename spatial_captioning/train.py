@@ -161,6 +161,8 @@ def train(opt: argparse.Namespace) -> dict:
         load_state_dict(model, find_model(opt.start_from), device)
     broadcast_parameters(model)
     model.train()
+    # --compile: torch.compile of the teacher-forced forward (XE steps); decoding and checkpoints use `model`.
+    forward_model = torch.compile(model) if opt.compile else model
     crit = (LabelSmoothing(opt.vocab_size, opt.label_smoothing) if opt.label_smoothing > 0
             else LanguageModelCriterion())
     rl_crit = RewardCriterion()
@@ -249,7 +251,7 @@ def train(opt: argparse.Namespace) -> dict:
                 if sc_flag:
                     loss, stats = scst_loss(model, rl_crit, scorer, data, device, opt, train_loader.seq_per_img)
                 else:
-                    loss = xe_loss(model, crit, data, device)
+                    loss = xe_loss(forward_model, crit, data, device)
             loss.backward()
             average_gradients(model)
             optim_utils.clip_gradient(model.parameters(), opt.grad_clip)
