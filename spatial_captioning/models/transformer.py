@@ -153,6 +153,11 @@ class TransformerModel(nn.Module):
         out, kv = self.model.decode_step(memory_kv, mask, it, past)
         return self.model.generator(out[:, -1]), [t.unsqueeze(0) for pair in kv for t in pair]
 
+    def compile_decoding(self) -> None:
+        """torch.compile the cached decoder's one-position step (eval.py --compile 1); its shapes are marked
+        dynamic because the cache grows by one position per step."""
+        self.model.decoder.step = torch.compile(self.model.decoder.step, dynamic=True)
+
     def decoder_step(self, memory: torch.Tensor, mask: torch.Tensor, cached: bool) -> DecoderStep:
         """step(it, state) -> (log-probs, state) over ``memory``; the cached kind projects the memory once here."""
         if not cached:

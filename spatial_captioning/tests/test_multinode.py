@@ -24,7 +24,7 @@ LAUNCH_TIMEOUT_S = 300  # wall clock per torchrun launch (a loaded 2-core machin
 # The toy set has 96 training images: with a global batch of 16 an epoch is 6 iterations (epoch 1 = iterations 7-12).
 ITERATIONS_PER_EPOCH = 6
 # torchrun's c10d rendezvous shares one TCP store with the workers and keeps it across restarts, so a restarted
-# gloo group can read its peers' addresses from the failed attempt ("Connection refused", or a hang; seen in 2 of 4
+# gloo group can read its peers' addresses from the failed attempt ("Connection refused", or a hang; 3 of 4
 # restarted runs here). With the sharing off, every attempt's rank 0 serves a fresh store.
 SHARED_STORE_OFF = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 # Runs the training script in a torchrun worker; KILL_AT_ITERATION makes rank 1 of the first attempt SIGKILL itself
