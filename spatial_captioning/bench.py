@@ -68,7 +68,7 @@ def main() -> None:
         else contextlib.nullcontext
     xe_batch = synthetic_batch(15, 5, args.boxes, cfg, gen)
     sc_batch = synthetic_batch(9, 5, args.boxes, cfg, gen)
-    sc_opt = argparse.Namespace(cider_reward_weight=1.0, bleu_reward_weight=0.0)
+    sc_opt = argparse.Namespace(cider_reward_weight=1.0, bleu_reward_weight=0.0, decode_cache=1)
 
     def xe_step() -> None:
         optimizer.zero_grad()

@@ -24,7 +24,8 @@ from misc.losses import LanguageModelCriterion
 log = logging.getLogger("eval")
 # Options never copied from the checkpoint's infos (the original's list, plus this script's own additions).
 IGNORE = {"id", "batch_size", "beam_size", "start_from", "language_eval", "device", "seed", "num_workers",
-          "skip_corrupt", "max_iters", "ann_file", "meteor", "spice", "bf16", "tensorboard"}
+          "skip_corrupt", "max_iters", "ann_file", "meteor", "spice", "bf16", "tensorboard", "decode_cache",
+          "compile"}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -71,6 +72,11 @@ def get_parser() -> argparse.ArgumentParser:
     a("--num_workers", type=int, default=0)
     a("--skip_corrupt", type=int, default=0, help="1: skip images whose feature files are corrupt instead of stopping")
     a("--seed", type=int, default=123)
+    a("--compile", type=int, default=0, choices=[0, 1],
+      help="1: torch.compile the cached decoder's one-position step (pays off only on long runs, see README)")
+    a("--decode_cache", type=int, default=1, choices=[0, 1],
+      help="1: decode one position per step with cached keys/values; 0: re-decode the whole prefix at every step, "
+           "as the original (same captions, slower)")
     return p
 
 
@@ -144,6 +150,8 @@ def run(opt: argparse.Namespace) -> tuple[float, list[dict], dict | None]:
     model = models.setup(opt).to(device)
     load_state_dict(model, opt.model, device)
     model.eval()
+    if opt.compile:
+        model.compile_decoding()
     loss, predictions, lang_stats = eval_split(model, LanguageModelCriterion(), loader, vars(opt), device)
     if getattr(loader, "skipped", 0):
         log.warning("--skip_corrupt: %d corrupt image(s) skipped", loader.skipped)

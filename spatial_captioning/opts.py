@@ -110,6 +110,15 @@ def get_parser() -> argparse.ArgumentParser:
       help="COCO captions annotations used by --language_eval (the original's hard-coded path)")
     a("--meteor", type=int, default=1, help="compute METEOR in language evaluation (starts a JVM)")
     a("--spice", type=int, default=0, help="compute SPICE in language evaluation (needs Stanford CoreNLP)")
+    a("--auto_resume", type=int, default=1, choices=[0, 1],
+      help="1: when --checkpoint_path holds resume_<id>.pth of this --id, continue that run from it (model, "
+           "optimizer, schedule, epoch and position in it, RNG states of every process, best score); this is what "
+           "lets torchrun --max-restarts continue after a failure. 0: start afresh (its checkpoints are replaced)")
+    a("--compile", type=int, default=0, choices=[0, 1],
+      help="1: torch.compile the teacher-forced forward of the XE steps (measured slower on CPU, see README)")
+    a("--decode_cache", type=int, default=1, choices=[0, 1],
+      help="1: decode one position per step with cached keys/values (SCST sampling and validation); 0: re-decode "
+           "the whole prefix at every step, as the original (same words, slower)")
     return p
 
 

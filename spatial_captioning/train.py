@@ -24,9 +24,9 @@ from engine import scst_loss, xe_loss
 from eval_utils import eval_split, load_references
 from misc import optim as optim_utils
 from misc.checkpoint import (CheckpointError, ensure_writable_dir, find_infos, find_model, load_pickle,
-                             load_state_dict, save_pickle, save_torch)
-from misc.distributed import (average_gradients, average_scalar, broadcast_parameters, init_distributed_mode,
-                              is_main)
+                             load_state_dict, load_torch, save_pickle, save_torch)
+from misc.distributed import (average_gradients, average_scalar, broadcast_parameters, gather_objects,
+                              init_distributed_mode, is_main)
 from misc.losses import LabelSmoothing, LanguageModelCriterion, RewardCriterion
 from misc.rewards import init_scorer
 
@@ -55,15 +55,19 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def check_same_model(opt: argparse.Namespace, infos: dict, source: str) -> None:
+    saved = vars(infos["opt"])
+    for key in NEED_BE_SAME:
+        if saved.get(key) != vars(opt)[key]:
+            raise CheckpointError(f"--{key} {vars(opt)[key]} disagrees with the checkpoint in {source} "
+                                  f"({saved.get(key)})")
+
+
 def load_resume(opt: argparse.Namespace) -> tuple[dict, dict]:
     if not os.path.isdir(opt.start_from):
         raise CheckpointError(f"--start_from {opt.start_from} is not a directory")
     infos = load_pickle(find_infos(opt.start_from, opt.id))
-    saved = vars(infos["opt"])
-    for key in NEED_BE_SAME:
-        if saved.get(key) != vars(opt)[key]:
-            raise CheckpointError(f"--{key} {vars(opt)[key]} disagrees with the checkpoint in {opt.start_from} "
-                                  f"({saved.get(key)})")
+    check_same_model(opt, infos, opt.start_from)
     histories = {}
     for name in (f"histories_{infos['opt'].id}.pkl", f"histories_{opt.id}.pkl", "histories.pkl"):
         path = os.path.join(opt.start_from, name)
@@ -71,6 +75,35 @@ def load_resume(opt: argparse.Namespace) -> tuple[dict, dict]:
             histories = load_pickle(path)
             break
     return infos, histories
+
+
+def run_state_path(opt: argparse.Namespace) -> str:
+    return os.path.join(opt.checkpoint_path, f"resume_{opt.id}.pth")
+
+
+def load_run_state(opt: argparse.Namespace) -> dict | None:
+    """This run's own last checkpoint (``--auto_resume 1``): resume_<id>.pth in --checkpoint_path, or None."""
+    path = run_state_path(opt)
+    if not opt.auto_resume or not os.path.isfile(path):
+        return None
+    state = load_torch(path, torch.device("cpu"))
+    if not isinstance(state, dict) or not {"model", "optimizer", "infos", "histories"} <= state.keys():
+        raise CheckpointError(f"{path} is not a resume file written by train.py: remove it, or pass "
+                              "--auto_resume 0 to start afresh")
+    check_same_model(opt, state["infos"], path)
+    return state
+
+
+def restore_rng(infos: dict, rank: int, world: int) -> None:
+    """Each process gets back the RNG state it had at the checkpoint (dropout and sampling draw from it)."""
+    per_rank = infos.get("rng_per_rank")
+    if per_rank is not None and len(per_rank) == world:
+        set_rng_state(per_rank[rank])
+    elif per_rank is not None:
+        log.warning("the checkpoint was written by %d processes, this run has %d: random states start from --seed",
+                    len(per_rank), world)
+    elif infos.get("rng") is not None and world == 1:
+        set_rng_state(infos["rng"])
 
 
 def autocast_for(device: torch.device, bf16: int):
@@ -97,15 +130,23 @@ def train(opt: argparse.Namespace) -> dict:
         ensure_writable_dir(opt.checkpoint_path, "--checkpoint_path holds the checkpoints")
     if opt.language_eval == 1:
         load_references(opt.ann_file)  # validation needs it: a missing file must stop the run before training
-    infos, histories = load_resume(opt) if opt.start_from else ({}, {})
+    run_state = load_run_state(opt)
+    if run_state is not None:  # a restart of this run (e.g. by torchrun --max-restarts) continues it
+        infos, histories = run_state["infos"], run_state["histories"]
+        log.info("resuming %s from iteration %d (epoch %d)", run_state_path(opt), infos["iter"], infos["epoch"])
+    else:
+        if not opt.auto_resume and os.path.isfile(run_state_path(opt)):
+            log.warning("--auto_resume 0: starting afresh; the checkpoints in %s will be replaced", opt.checkpoint_path)
+        infos, histories = load_resume(opt) if opt.start_from else ({}, {})
 
     train_loader = DataLoader(opt, "train", infos.get("train"), rank=rank, world_size=world)
     val_loader = DataLoader(opt, "val", length=opt.val_images_use)
     opt.vocab_size = train_loader.vocab_size()
     opt.seq_length = train_loader.seq_length()
-    if opt.start_from and infos.get("vocab") is not None and infos["vocab"] != train_loader.get_vocab():
-        raise CheckpointError(f"the vocabulary of {opt.input_json} differs from the one stored with --start_from "
-                              f"{opt.start_from}: use the cocotalk.json the checkpoint was trained with")
+    if infos.get("vocab") is not None and infos["vocab"] != train_loader.get_vocab():
+        source = run_state_path(opt) if run_state is not None else f"--start_from {opt.start_from}"
+        raise CheckpointError(f"the vocabulary of {opt.input_json} differs from the one stored with {source}: use "
+                              "the cocotalk.json the checkpoint was trained with")
     iteration = infos.get("iter", 0)
     best_val_score = infos.get("best_val_score") if opt.load_best_score == 1 else None
     val_result_history = histories.get("val_result_history", {})
@@ -114,24 +155,29 @@ def train(opt: argparse.Namespace) -> dict:
     ss_prob_history = histories.get("ss_prob_history", {})
 
     model = models.setup(opt).to(device)
-    if opt.start_from:
+    if run_state is not None:
+        model.load_state_dict(run_state["model"])
+    elif opt.start_from:
         load_state_dict(model, find_model(opt.start_from), device)
     broadcast_parameters(model)
     model.train()
+    # --compile: torch.compile of the teacher-forced forward (XE steps); decoding and checkpoints use `model`.
+    forward_model = torch.compile(model) if opt.compile else model
     crit = (LabelSmoothing(opt.vocab_size, opt.label_smoothing) if opt.label_smoothing > 0
             else LanguageModelCriterion())
     rl_crit = RewardCriterion()
     optimizer = optim_utils.build(model, opt)
     if opt.noamopt:
         optimizer._step = iteration  # the Noam step count is restored from infos['iter']
-    if opt.start_from:
+    if run_state is not None:
+        optimizer.load_state_dict(run_state["optimizer"])
+    elif opt.start_from:
         for name in ("optimizer.pth", "optimizer.pt"):
             path = os.path.join(opt.start_from, name)
             if os.path.isfile(path):
                 optimizer.load_state_dict(torch.load(path, map_location=device))
                 break
-    if infos.get("rng") is not None and world == 1:
-        set_rng_state(infos["rng"])
+    restore_rng(infos, rank, world)
     writer = None
     if main_proc and opt.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -146,11 +192,20 @@ def train(opt: argparse.Namespace) -> dict:
         return info, hist
 
     def save_checkpoint() -> None:
+        """Called by every process (they hand their RNG states to rank 0); rank 0 alone writes. The original's
+        files come first; resume_<id>.pth, one file holding the whole state, is replaced last, so a process killed
+        at any moment leaves a complete resume file (the previous one until the new one is in place)."""
+        rng_per_rank = gather_objects(rng_state())
+        if not main_proc:
+            return
         info, hist = build_infos()
+        info["rng_per_rank"] = rng_per_rank
         save_torch(model.state_dict(), os.path.join(opt.checkpoint_path, "model.pth"))
         save_torch(optimizer.state_dict(), os.path.join(opt.checkpoint_path, "optimizer.pth"))
         save_pickle(info, os.path.join(opt.checkpoint_path, f"infos_{opt.id}.pkl"))
         save_pickle(hist, os.path.join(opt.checkpoint_path, f"histories_{opt.id}.pkl"))
+        save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "infos": info,
+                    "histories": hist, "world_size": world}, run_state_path(opt))
         log.info("model saved to %s", opt.checkpoint_path)
 
     def validate() -> None:
@@ -196,7 +251,7 @@ def train(opt: argparse.Namespace) -> dict:
                 if sc_flag:
                     loss, stats = scst_loss(model, rl_crit, scorer, data, device, opt, train_loader.seq_per_img)
                 else:
-                    loss = xe_loss(model, crit, data, device)
+                    loss = xe_loss(forward_model, crit, data, device)
             loss.backward()
             average_gradients(model)
             optim_utils.clip_gradient(model.parameters(), opt.grad_clip)
@@ -223,13 +278,13 @@ def train(opt: argparse.Namespace) -> dict:
                 ss_prob_history[iteration] = getattr(opt, "ss_prob", 0.0)
             if main_proc and iteration % opt.perform_validation_every == 0:
                 validate()
-            if main_proc and iteration % opt.save_checkpoint_every == 0:
+            if iteration % opt.save_checkpoint_every == 0:
                 save_checkpoint()
             if 0 <= opt.max_iters <= iteration:
                 stop = True
                 break
         bar.close()
-    if main_proc and iteration % opt.save_checkpoint_every != 0:
+    if iteration % opt.save_checkpoint_every != 0:
         save_checkpoint()  # added: keep the final state even when it is not on a checkpoint boundary
     if writer:
         writer.close()

@@ -63,6 +63,15 @@ def load_pickle(path: str) -> Any:
                               "infos_<id>.pkl / histories_<id>.pkl of a training run") from None
 
 
+def load_torch(path: str, device: torch.device) -> Any:
+    """A file train.py wrote with torch.save (it holds the options and RNG states, hence weights_only=False)."""
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, AttributeError, ImportError) as err:
+        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}): it is not a file written by "
+                              "train.py; remove it or pass --auto_resume 0") from None
+
+
 def find_infos(directory: str, run_id: str) -> str:
     for name in (f"infos_{run_id}.pkl", "infos.pkl"):
         if os.path.isfile(os.path.join(directory, name)):

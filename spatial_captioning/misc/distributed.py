@@ -47,3 +47,24 @@ def average_scalar(value: float, device: torch.device) -> float:
     t = torch.tensor([value], device=device, dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()
+
+
+def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The mean of ``value`` over the processes (no gradient); ``value`` itself in a plain process.
+
+    A loss divided by the mean token count, with gradients then averaged, has the gradient of one process's loss
+    over the whole global batch (as the original's nn.DataParallel computed it), whatever each process's share."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    total = value.detach().clone().double()
+    dist.all_reduce(total)
+    return (total / dist.get_world_size()).to(value.dtype)
+
+
+def gather_objects(obj) -> list:
+    """Every process's ``obj``, in rank order (a list of one in a plain process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -8,10 +8,12 @@ from torch import nn
 class LanguageModelCriterion(nn.Module):
     """sum(-log p(target) * mask) / sum(mask); the mask covers the words and the first EOS."""
 
-    def forward(self, logprobs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, logprobs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                normalizer: torch.Tensor | None = None) -> torch.Tensor:
+        """``normalizer`` replaces sum(mask) (data-parallel training passes the mean count over the processes)."""
         target, mask = target[:, :logprobs.size(1)], mask[:, :logprobs.size(1)].to(logprobs.dtype)
         nll = -logprobs.gather(2, target.unsqueeze(2)).squeeze(2)
-        return (nll * mask).sum() / mask.sum()
+        return (nll * mask).sum() / (mask.sum() if normalizer is None else normalizer)
 
 
 class LabelSmoothing(nn.Module):
@@ -29,18 +31,25 @@ class LabelSmoothing(nn.Module):
         self.confidence = 1.0 - smoothing
         self.smoothing = smoothing / (vocab_size - 1)
 
-    def forward(self, logprobs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, logprobs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                normalizer: torch.Tensor | None = None) -> torch.Tensor:
         target, mask = target[:, :logprobs.size(1)], mask[:, :logprobs.size(1)]
         flat = logprobs.reshape(-1, logprobs.size(-1))
         true_dist = torch.full_like(flat, self.smoothing).scatter_(1, target.reshape(-1, 1), self.confidence)
         mask = mask.reshape(-1).to(flat.dtype)
-        return (self.criterion(flat, true_dist).sum(1) * mask).sum() / mask.sum()
+        return (self.criterion(flat, true_dist).sum(1) * mask).sum() / (mask.sum() if normalizer is None else normalizer)
 
 
 class RewardCriterion(nn.Module):
     """-sum(logp(sampled word) * reward * mask) / sum(mask), the mask including the first EOS."""
 
-    def forward(self, logprobs: torch.Tensor, seq: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
-        mask = (seq > 0).to(logprobs.dtype)
-        mask = torch.cat([mask.new_ones(mask.size(0), 1), mask[:, :-1]], 1)
-        return -(logprobs * reward * mask).sum() / mask.sum()
+    @staticmethod
+    def counted(seq: torch.Tensor) -> torch.Tensor:
+        """1 on the words and the first EOS of each sampled row, 0 after it."""
+        mask = (seq > 0).float()
+        return torch.cat([mask.new_ones(mask.size(0), 1), mask[:, :-1]], 1)
+
+    def forward(self, logprobs: torch.Tensor, seq: torch.Tensor, reward: torch.Tensor,
+                normalizer: torch.Tensor | None = None) -> torch.Tensor:
+        mask = self.counted(seq).to(logprobs.dtype)
+        return -(logprobs * reward * mask).sum() / (mask.sum() if normalizer is None else normalizer)

@@ -40,16 +40,27 @@ class MultiHeadedAttention(nn.Module):
         self.linears = clones(nn.Linear(d_model, d_model), 4)
         self.dropout = nn.Dropout(p=dropout)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def _heads(self, linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, d_model) -> (B, heads, L, d_k)."""
+        return linear(x).view(x.size(0), -1, self.heads, self.d_k).transpose(1, 2)
+
+    def project_kv(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values split into heads; a decoder caches them instead of re-projecting past positions."""
+        return self._heads(self.linears[1], key), self._heads(self.linears[2], value)
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        """``query`` (B, Q, d_model) against projected ``key``/``value`` (B or 1, heads, K, d_k)."""
         if mask is not None:
             mask = mask.unsqueeze(1)  # same mask for every head
         batch = query.size(0)  # the original wrote query.shape(0), a TypeError on every call
-        query, key, value = [lin(x).view(batch, -1, self.heads, self.d_k).transpose(1, 2)
-                             for lin, x in zip(self.linears, (query, key, value))]
-        x = scaled_dot_product(query, key, value, mask, self.dropout)
+        x = scaled_dot_product(self._heads(self.linears[0], query), key, value, mask, self.dropout)
         x = x.transpose(1, 2).contiguous().view(batch, -1, self.heads * self.d_k)
         return self.linears[-1](x)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attend(query, *self.project_kv(key, value), mask)
 
 
 class XLinearPooling(nn.Module):
@@ -98,13 +109,24 @@ class XLinearMultiHeadedAttention(nn.Module):
         self.linears = clones(branch, 4)
         self.attention = XLinearPooling(self.d_k, mid_dim, dropout)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def _heads(self, branch: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, d_model) -> (B, heads, L, d_k); GroupNorm sees one (N, d_model) row per token, as in the
+        original's x.view(-1, d)."""
+        return branch(x.reshape(-1, x.size(-1))).view(x.size(0), -1, self.heads, self.d_k).transpose(1, 2)
+
+    def project_kv(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The key and value branches; a decoder computes them once per image instead of once per step."""
+        return self._heads(self.linears[1], key), self._heads(self.linears[3], value)
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        """``query`` (B, Q, d_model) against projected ``key``/``value`` (B or 1, heads, K, d_k)."""
         if mask is not None:
             mask = mask.unsqueeze(1)
-        batch = query.size(0)
-        # GroupNorm sees one (N, d_model) row per token, as in the original's x.view(-1, d).
-        q1, k, q2, v = [lin(x.reshape(-1, x.size(-1))).view(batch, -1, self.heads, self.d_k).transpose(1, 2)
-                        for lin, x in zip(self.linears, (query, key, query, value))]
-        x = self.attention(q1, k, q2, v, mask)
-        return x.transpose(1, 2).contiguous().view(batch, -1, self.heads * self.d_k)
+        q1, q2 = self._heads(self.linears[0], query), self._heads(self.linears[2], query)
+        x = self.attention(q1, key, q2, value, mask)
+        return x.transpose(1, 2).contiguous().view(query.size(0), -1, self.heads * self.d_k)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attend(query, *self.project_kv(key, value), mask)

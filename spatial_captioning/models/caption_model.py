@@ -61,7 +61,7 @@ def beam_search(step: StepFn, init_state: list[torch.Tensor], init_logprobs: tor
     seq_logprobs_table = [torch.zeros(seq_length, bdash) for _ in range(group_size)]
     sum_table = [torch.zeros(bdash) for _ in range(group_size)]
     done_table: list[list[dict]] = [[] for _ in range(group_size)]
-    state_table = [list(torch.unbind(s)) for s in torch.stack(init_state).chunk(group_size, 2)]
+    state_table = [[s.chunk(group_size, 1)[g] for s in init_state] for g in range(group_size)]
     logprobs_table = list(init_logprobs.chunk(group_size, 0))
 
     for t in range(seq_length + group_size - 1):

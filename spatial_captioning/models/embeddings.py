@@ -33,8 +33,9 @@ class PositionalEncoding(nn.Module):
         self.dropout = nn.Dropout(p=dropout)
         self.register_buffer("pe", sinusoid_table(max_len, d_model).unsqueeze(0))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(x + self.pe[:, : x.size(1)])
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """``x`` holds positions start, start + 1, ... (start > 0 when a decoder feeds one new position)."""
+        return self.dropout(x + self.pe[:, start:start + x.size(1)])
 
 
 class SpatialPositionalEncoding(nn.Module):

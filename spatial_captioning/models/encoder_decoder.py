@@ -91,6 +91,18 @@ class DecoderLayer(nn.Module):
         x = self.sublayer[1](x, lambda y: self.cross_attn(y, memory, memory, src_mask))
         return self.sublayer[2](x, self.feed_forward)
 
+    def step(self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor], src_mask: torch.Tensor | None,
+             past_kv: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The newest position only (x: (B, 1, d)); its self-attention sees the cached keys/values of the earlier
+        positions and its own. Returns the output and the keys/values including this position."""
+        norm_x = self.sublayer[0].norm(x)
+        key, value = self.self_attn.project_kv(norm_x, norm_x)
+        if past_kv is not None:
+            key, value = torch.cat([past_kv[0], key], 2), torch.cat([past_kv[1], value], 2)
+        x = x + self.sublayer[0].dropout(self.self_attn.attend(norm_x, key, value, None))
+        x = self.sublayer[1](x, lambda y: self.cross_attn.attend(y, *memory_kv, src_mask))
+        return self.sublayer[2](x, self.feed_forward), (key, value)
+
 
 class Decoder(nn.Module):
     def __init__(self, layer: DecoderLayer, norm: str, n: int):
@@ -103,6 +115,20 @@ class Decoder(nn.Module):
         for layer in self.layers:
             x = layer(x, memory, src_mask, tgt_mask)
         return self.norm(x)
+
+    def project_memory(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's cross-attention keys/values of the encoder output, computed once per decoding."""
+        return [layer.cross_attn.project_kv(memory, memory) for layer in self.layers]
+
+    def step(self, x: torch.Tensor, memory_kv: list[tuple[torch.Tensor, torch.Tensor]], src_mask: torch.Tensor | None,
+             past_kv: list[tuple[torch.Tensor, torch.Tensor]] | None
+             ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """One new position through every layer with cached self-attention keys/values (see DecoderLayer.step)."""
+        new_kv = []
+        for i, layer in enumerate(self.layers):
+            x, kv = layer.step(x, memory_kv[i], src_mask, None if past_kv is None else past_kv[i])
+            new_kv.append(kv)
+        return self.norm(x), new_kv
 
 
 class Generator(nn.Module):
@@ -138,6 +164,14 @@ class EncoderDecoder(nn.Module):
     def decode(self, memory: torch.Tensor, src_mask: torch.Tensor | None, tgt: torch.Tensor,
                tgt_mask: torch.Tensor | None) -> torch.Tensor:
         return self.decoder(self.tgt_embed(tgt), memory, src_mask, tgt_mask)
+
+    def decode_step(self, memory_kv: list[tuple[torch.Tensor, torch.Tensor]], src_mask: torch.Tensor | None,
+                    word: torch.Tensor, past_kv: list[tuple[torch.Tensor, torch.Tensor]] | None
+                    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Decoder output (B, 1, d) for the newest word (B,) at the position after the cached ones."""
+        embed, position = self.tgt_embed
+        start = 0 if past_kv is None else past_kv[0][0].size(2)
+        return self.decoder.step(position(embed(word.unsqueeze(1)), start), memory_kv, src_mask, past_kv)
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_pe: torch.Tensor | None,
                 src_mask: torch.Tensor | None, tgt_mask: torch.Tensor | None) -> torch.Tensor:

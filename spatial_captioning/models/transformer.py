@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -32,6 +33,10 @@ class TransformerConfig:
     cross_attn: str = "xlinear"
     norm: str = "layer"
     ff_activation: str = "RELU"
+
+
+# step(it, state) -> (log-probs of the next word, state): one decoding step over a fixed image memory.
+DecoderStep = Callable[[torch.Tensor, "list[torch.Tensor] | None"], "tuple[torch.Tensor, list[torch.Tensor]]"]
 
 
 def subsequent_mask(size: int, device: torch.device | None = None) -> torch.Tensor:
@@ -131,21 +136,50 @@ class TransformerModel(nn.Module):
 
     def get_logprobs_state(self, it: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor,
                            state: list[torch.Tensor] | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Log-probs of the next word given the words so far; the whole prefix is re-decoded (no cache), as in ORT."""
+        """Log-probs of the next word given the words so far; the whole prefix is re-decoded (no cache), as in ORT.
+
+        Kept as ``decode_cache=0`` (the original's cost, quadratic in the length) for the parity tests."""
         ys = it.unsqueeze(1) if state is None else torch.cat([state[0][0], it.unsqueeze(1)], dim=1)
         out = self.model.decode(memory, mask, ys, subsequent_mask(ys.size(1), memory.device))
         return self.model.generator(out[:, -1]), [ys.unsqueeze(0)]
 
+    def get_logprobs_state_cached(self, it: torch.Tensor, memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
+                                  mask: torch.Tensor, state: list[torch.Tensor] | None
+                                  ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The same log-probs from one decoder position per step: ``state`` holds every layer's self-attention keys
+        and values of the earlier positions as (1, B, heads, t, d_k) tensors (batch on dim 1, so that beam search
+        reorders them like any other state)."""
+        past = None if state is None else [(state[i][0], state[i + 1][0]) for i in range(0, len(state), 2)]
+        out, kv = self.model.decode_step(memory_kv, mask, it, past)
+        return self.model.generator(out[:, -1]), [t.unsqueeze(0) for pair in kv for t in pair]
+
+    def compile_decoding(self) -> None:
+        """torch.compile the cached decoder's one-position step (eval.py --compile 1); its shapes are marked
+        dynamic because the cache grows by one position per step."""
+        self.model.decoder.step = torch.compile(self.model.decoder.step, dynamic=True)
+
+    def decoder_step(self, memory: torch.Tensor, mask: torch.Tensor, cached: bool) -> DecoderStep:
+        """step(it, state) -> (log-probs, state) over ``memory``; the cached kind projects the memory once here."""
+        if not cached:
+            return lambda it, state: self.get_logprobs_state(it, memory, mask, state)
+        memory_kv = self.model.decoder.project_memory(memory)
+        return lambda it, state: self.get_logprobs_state_cached(it, memory_kv, mask, state)
+
     def sample(self, att_feats: torch.Tensor, att_masks: torch.Tensor | None = None,
                boxes: torch.Tensor | None = None, opt: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greedy (sample_max=1), multinomial (sample_max=0) or beam (beam_size>1) decoding -> (seq, logprobs)."""
+        """Greedy (sample_max=1), multinomial (sample_max=0) or beam (beam_size>1) decoding -> (seq, logprobs).
+
+        ``decode_cache`` (default 1) decodes one position per step with cached keys/values; 0 re-decodes the whole
+        prefix at every step as the original did (same words; log-probs equal up to float rounding)."""
         opt = opt or {}
         if opt.get("beam_size", 1) > 1:
-            return self.sample_beam(att_feats, att_masks, boxes, BeamOptions.from_dict(opt))
+            return self.sample_beam(att_feats, att_masks, boxes, BeamOptions.from_dict(opt),
+                                    bool(opt.get("decode_cache", 1)))
         sample_max = opt.get("sample_max", 1)
         temperature = opt.get("temperature", 1.0)
         decoding_constraint = opt.get("decoding_constraint", 0)
         memory, masks = self.encode(att_feats, att_masks, boxes)
+        step = self.decoder_step(memory, masks, bool(opt.get("decode_cache", 1)))
         batch = memory.size(0)
         seq = memory.new_zeros((batch, self.seq_length), dtype=torch.long)
         seq_logprobs = memory.new_zeros(batch, self.seq_length)
@@ -153,7 +187,7 @@ class TransformerModel(nn.Module):
         state = None
         unfinished = torch.ones(batch, dtype=torch.bool, device=memory.device)
         for t in range(self.seq_length):
-            logprobs, state = self.get_logprobs_state(it, memory, masks, state)
+            logprobs, state = step(it, state)
             if decoding_constraint and t > 0:
                 logprobs = logprobs.scatter(1, seq[:, t - 1].unsqueeze(1), float("-inf"))
             if sample_max:
@@ -173,7 +207,7 @@ class TransformerModel(nn.Module):
         return seq, seq_logprobs
 
     def sample_beam(self, att_feats: torch.Tensor, att_masks: torch.Tensor | None, boxes: torch.Tensor | None,
-                    opt: BeamOptions) -> tuple[torch.Tensor, torch.Tensor]:
+                    opt: BeamOptions, cached: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Beam search image by image (as the original); keeps all finished beams in ``self.done_beams``."""
         memory, masks = self.encode(att_feats, att_masks, boxes)
         batch, beam = memory.size(0), opt.beam_size
@@ -181,16 +215,18 @@ class TransformerModel(nn.Module):
         seq_logprobs = torch.zeros(self.seq_length, batch)
         self.done_beams = []
         for k in range(batch):
-            mem_k = memory[k:k + 1].expand(beam, *memory.shape[1:]).contiguous()
-            mask_k = masks[k:k + 1].expand(beam, *masks.shape[1:]).contiguous()
-            mems, msks = mem_k.chunk(opt.group_size), mask_k.chunk(opt.group_size)
-            it = memory.new_zeros(beam, dtype=torch.long)
-            logprobs, state = self.get_logprobs_state(it, mem_k, mask_k, None)
-
-            def step(group: int, it: torch.Tensor, state: list[torch.Tensor]):
-                return self.get_logprobs_state(it, mems[group], msks[group], state)
-
-            beams = beam_search(step, state, logprobs, self.seq_length, opt)
+            if cached:  # one copy of the image's memory keys/values serves every beam and group (broadcast)
+                image_step = self.decoder_step(memory[k:k + 1], masks[k:k + 1], True)
+                group_steps = [image_step] * opt.group_size
+            else:
+                mem_k = memory[k:k + 1].expand(beam, *memory.shape[1:]).contiguous()
+                mask_k = masks[k:k + 1].expand(beam, *masks.shape[1:]).contiguous()
+                image_step = self.decoder_step(mem_k, mask_k, False)
+                group_steps = [self.decoder_step(m, msk, False)
+                               for m, msk in zip(mem_k.chunk(opt.group_size), mask_k.chunk(opt.group_size))]
+            logprobs, state = image_step(memory.new_zeros(beam, dtype=torch.long), None)
+            beams = beam_search(lambda group, it, state: group_steps[group](it, state), state, logprobs,
+                                self.seq_length, opt)
             self.done_beams.append(beams)
             seq[:, k] = beams[0]["seq"]
             seq_logprobs[:, k] = beams[0]["logps"]

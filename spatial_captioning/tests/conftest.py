@@ -17,21 +17,25 @@ torch.set_num_threads(1)
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+    parser.addoption("--multinode", action="store_true", default=False,
+                     help="run tests marked multinode (torchrun launches on 127.0.0.1)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long test, skipped unless --runslow")
+    config.addinivalue_line("markers", "multinode: several torchrun launches on 127.0.0.1, skipped unless --multinode")
     config.addinivalue_line("markers", "parity: compares with the original's outputs or checks batch invariance "
                                        "(make test-portability reruns these under other CPU capabilities)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: pass --runslow to run")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    for option, marker in (("--runslow", "slow"), ("--multinode", "multinode")):
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=f"{marker}: pass {option} to run")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -76,3 +76,15 @@ def test_missing_image_root_stops_before_decoding(xe_run, toy_dir, tmp_path, mon
     line = _fails_before_decoding(eval_argv(xe_run, toy_dir, "--image_root", str(tmp_path / "nope")), monkeypatch,
                                   capsys)
     assert str(tmp_path / "nope") in line and "--image_root" in line
+
+
+@pytest.mark.slow
+def test_compiled_decoding_writes_the_same_captions(xe_run, toy_dir, tmp_path, monkeypatch):
+    """eval.py --compile 1 (torch.compile of the cached decoder step) captions the test images as eager does."""
+    written = []
+    for flag in ("0", "1"):
+        (tmp_path / flag).mkdir()
+        monkeypatch.chdir(tmp_path / flag)
+        eval_script.main(eval_argv(xe_run, toy_dir, "--language_eval", "0", "--beam_size", "2", "--compile", flag))
+        written.append(json.loads((tmp_path / flag / "vis" / "vis.json").read_text()))
+    assert written[0] == written[1] and len(written[0]) > 5

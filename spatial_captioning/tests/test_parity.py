@@ -55,31 +55,40 @@ def test_float32_logprobs_within_measured_float32_error():
     torch.testing.assert_close(out.double(), EXPECTED["logprobs"], atol=tolerance, rtol=0)
 
 
-def test_greedy_decoding(model):
+# Both decoders: the cached one (the default) and the original's full-prefix re-decoding (decode_cache=0).
+CACHE = pytest.mark.parametrize("decode_cache", [1, 0], ids=["cached", "full_prefix"])
+
+
+@CACHE
+def test_greedy_decoding(model, decode_cache):
     feats, masks, box_vec, _ = parity_inputs(torch.float64)
     with torch.no_grad():
-        seq, logprobs = model.sample(feats, masks, box_vec, {"sample_max": 1})
-        constrained, _ = model.sample(feats, masks, box_vec, {"sample_max": 1, "decoding_constraint": 1})
+        seq, logprobs = model.sample(feats, masks, box_vec, {"sample_max": 1, "decode_cache": decode_cache})
+        constrained, _ = model.sample(feats, masks, box_vec, {"sample_max": 1, "decoding_constraint": 1,
+                                                              "decode_cache": decode_cache})
     assert torch.equal(seq, EXPECTED["greedy_seq"])
     torch.testing.assert_close(logprobs, EXPECTED["greedy_logprobs"], **FLOAT64)
     assert torch.equal(constrained, EXPECTED["greedy_constrained_seq"])
 
 
-def test_multinomial_sampling_with_the_same_seed(model):
+@CACHE
+def test_multinomial_sampling_with_the_same_seed(model, decode_cache):
     """SCST's samples: the same torch RNG draws give the same words (temperature 0.8, not renormalised)."""
     feats, masks, box_vec, _ = parity_inputs(torch.float64)
     torch.manual_seed(SAMPLE_SEED)
     with torch.no_grad():
-        seq, logprobs = model.sample(feats, masks, box_vec, {"sample_max": 0, "temperature": 0.8})
+        seq, logprobs = model.sample(feats, masks, box_vec, {"sample_max": 0, "temperature": 0.8,
+                                                             "decode_cache": decode_cache})
     assert torch.equal(seq, EXPECTED["sample_seq"])
     torch.testing.assert_close(logprobs, EXPECTED["sample_logprobs"], **FLOAT64)
 
 
+@CACHE
 @pytest.mark.parametrize("name", sorted(BEAM_SETTINGS))
-def test_beam_search(model, name):
+def test_beam_search(model, name, decode_cache):
     feats, masks, box_vec, _ = parity_inputs(torch.float64)
     with torch.no_grad():
-        seq, logprobs = model.sample(feats, masks, box_vec, BEAM_SETTINGS[name])
+        seq, logprobs = model.sample(feats, masks, box_vec, {**BEAM_SETTINGS[name], "decode_cache": decode_cache})
     assert torch.equal(seq, EXPECTED[f"{name}_seq"])
     torch.testing.assert_close(logprobs, EXPECTED[f"{name}_logprobs"], **BEAM_LOGPROBS)
 

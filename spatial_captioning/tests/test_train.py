@@ -86,6 +86,69 @@ def test_resume_equals_uninterrupted(toy_dir, tmp_path):
     assert ia["iter"] == ib["iter"] == 8 and ia["train"] == ib["train"]
 
 
+def test_same_command_after_a_crash_continues_the_run(toy_dir, tmp_path, monkeypatch):
+    """The run dies while writing its second resume file (iteration 6; model.pth etc. are already rewritten). The
+    same command again resumes from the complete resume file of iteration 3 (model, Noam Adam state, loader
+    position, RNG with dropout 0.1 on) and ends with the uninterrupted run's weights and losses."""
+    common = ["--noamopt", "--noamopt_warmup", "10", "--max_epochs", "100", "--save_checkpoint_every", "3",
+              "--max_iters", "8", "--losses_log_every", "1"]
+    train(toy_dir, tmp_path / "straight", "r", *common)
+
+    def dies_writing_the_second_resume_file(obj, path, _save=train_script.save_torch, _calls=[]):
+        if path.endswith("resume_r.pth"):
+            _calls.append(path)
+            if len(_calls) == 2:
+                _save(obj, path + ".partial")  # stands in for the bytes written before the process died
+                raise KeyboardInterrupt
+        _save(obj, path)
+
+    monkeypatch.setattr(train_script, "save_torch", dies_writing_the_second_resume_file)
+    with pytest.raises(KeyboardInterrupt):
+        train(toy_dir, tmp_path / "crashed", "r", *common)
+    monkeypatch.undo()
+    (tmp_path / "crashed" / "resume_r.pth.partial").unlink()
+    assert torch.load(tmp_path / "crashed" / "resume_r.pth", weights_only=False)["infos"]["iter"] == 3
+    steps = count_steps(monkeypatch)
+    train(toy_dir, tmp_path / "crashed", "r", *common)
+    assert len(steps) == 5  # iterations 4 to 8 only
+    a = torch.load(tmp_path / "straight" / "model.pth")
+    b = torch.load(tmp_path / "crashed" / "model.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ha = pickle.loads((tmp_path / "straight" / "histories_r.pkl").read_bytes())
+    hb = pickle.loads((tmp_path / "crashed" / "histories_r.pkl").read_bytes())
+    assert ha["loss_history"] == hb["loss_history"] and sorted(hb["loss_history"]) == list(range(1, 9))
+
+
+def count_steps(monkeypatch) -> list[int]:
+    """Counts the XE steps train.py takes from now on."""
+    steps: list[int] = []
+    monkeypatch.setattr(train_script, "xe_loss", lambda *a, _f=train_script.xe_loss: steps.append(1) or _f(*a))
+    return steps
+
+
+def test_auto_resume_0_starts_afresh(toy_dir, tmp_path, monkeypatch):
+    common = ["--max_epochs", "100", "--save_checkpoint_every", "2"]
+    train(toy_dir, tmp_path, "r", *common, "--max_iters", "2")
+    steps = count_steps(monkeypatch)
+    assert train(toy_dir, tmp_path, "r", *common, "--max_iters", "3")["iter"] == 3 and len(steps) == 1  # resumed
+    assert train(toy_dir, tmp_path, "r", *common, "--max_iters", "3", "--auto_resume", "0")["iter"] == 3
+    assert len(steps) == 4  # the second run started afresh: three more steps
+
+
+@pytest.mark.slow
+def test_compile_trains_like_eager(toy_dir, tmp_path):
+    """--compile 1 (torch.compile of the XE forward) on CPU: the same losses as eager, up to float rounding (dropout
+    0: compiled code draws its dropout masks from another generator). Measured gap 2.4e-7 (losses about 4); bound
+    2e-6."""
+    common = ["--max_epochs", "100", "--max_iters", "3", "--losses_log_every", "1", "--dropout", "0"]
+    train(toy_dir, tmp_path / "eager", "c", *common)
+    train(toy_dir, tmp_path / "compiled", "c", *common, "--compile", "1")
+    eager = pickle.loads((tmp_path / "eager" / "histories_c.pkl").read_bytes())["loss_history"]
+    compiled = pickle.loads((tmp_path / "compiled" / "histories_c.pkl").read_bytes())["loss_history"]
+    assert sorted(eager) == sorted(compiled) == [1, 2, 3]
+    assert max(abs(eager[i] - compiled[i]) for i in eager) < 2e-6
+
+
 def test_eval_image_folder_end_to_end(xe_run, toy_dir, tmp_path, monkeypatch, caplog):
     """eval.py --image_folder: ResNet-101 features on the fly (random weights, one warning, when resnet101.pth is
     absent), captions in vis/vis.json as the original writes them, images copied to vis/imgs/<id>.jpg."""
