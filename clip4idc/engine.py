@@ -134,8 +134,9 @@ def decode_caption(tokenizer: ClipTokenizer, ids: list[int]) -> str:
 
 @torch.no_grad()
 def generate_captions(model: CLIP4IDC, loader, tokenizer: ClipTokenizer, device: torch.device, precision: str,
-                      steps: int, datatype: str) -> list[dict]:
-    """Greedy captions ``[{"caption", "image_id"}]``; for CLEVR also the distractor pairs as ``"<id>_n"``."""
+                      steps: int, datatype: str, use_cache: bool = True) -> list[dict]:
+    """Greedy captions ``[{"caption", "image_id"}]``; for CLEVR also the distractor pairs as ``"<id>_n"``.
+    ``use_cache=False``: the original's decoding, the whole prefix again at every step (same captions, slower)."""
     model.eval()
     sot = tokenizer.encoder[SOT]
     results, nc_results = [], []
@@ -144,8 +145,8 @@ def generate_captions(model: CLIP4IDC, loader, tokenizer: ClipTokenizer, device:
         tensors = [t.to(device) for t in batch[:-1]]
         bef, aft = tensors[3], tensors[4]
         with autocast(precision, device):
-            ids = model.greedy_decode(bef, aft, sot, steps).tolist()
-            nc_ids = model.greedy_decode(bef, tensors[5], sot, steps).tolist() if datatype == "clevr" else None
+            ids = model.greedy_decode(bef, aft, sot, steps, use_cache).tolist()
+            nc_ids = model.greedy_decode(bef, tensors[5], sot, steps, use_cache).tolist() if datatype == "clevr" else None
         results += [{"caption": decode_caption(tokenizer, i), "image_id": n} for n, i in zip(names, ids)]
         if nc_ids is not None:
             nc_results += [{"caption": decode_caption(tokenizer, i), "image_id": n + "_n"} for n, i in zip(names, nc_ids)]

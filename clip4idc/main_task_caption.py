@@ -34,7 +34,8 @@ def split_references(dataset) -> dict[str, list[str]]:
 
 def evaluate(model, loader, gts, tokenizer, device, args, tag, draw: bool = False) -> dict:
     """Greedy captions -> hyp_ep_<tag>.json (atomic) -> scores (total, and sc/nsc parts)."""
-    results = generate_captions(model, loader, tokenizer, device, args.precision, args.max_words, args.datatype)
+    results = generate_captions(model, loader, tokenizer, device, args.precision, args.max_words, args.datatype,
+                                use_cache=not args.no_decode_cache)
     save_atomic(results, os.path.join(args.output_dir, f"hyp_ep_{tag}.json"))
     scores = score_parts(gts, results, meteor=not args.no_meteor)
     for part, s in scores.items():
