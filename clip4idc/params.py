@@ -90,6 +90,10 @@ def get_args_parser(task_type: str) -> argparse.ArgumentParser:
     ours.add_argument("--skip_corrupt", action="store_true",
                       help="leave out pairs with an unreadable image (each logged, and the count at the end) instead "
                            "of stopping; every image of a split is decoded once up front")
+    ours.add_argument("--auto_resume", action="store_true",
+                      help="continue from the last finished epoch in --output_dir (written by this same command) "
+                           "instead of refusing its checkpoints; implied under torchrun after a restart "
+                           "(--max-restarts)")
     ours.add_argument("--overwrite", action="store_true",
                       help="replace checkpoints an earlier run left in --output_dir (refused otherwise)")
     ours.add_argument("--save_vis", type=str, default=None, help="caption: write before|after|captions figures here")
