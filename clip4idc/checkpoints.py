@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from modules.build import CheckpointError, read_checkpoint
 from util import save_atomic
@@ -80,6 +81,17 @@ def random_states(loader_generator: torch.Generator | None) -> dict:
             "loader": loader_generator.get_state() if loader_generator is not None else None}
 
 
+def gather_random_states(loader_generator: torch.Generator | None, world_size: int) -> list[dict] | None:
+    """Every rank's random states at the end of its training epoch, on every rank (None on one process). Taken before
+    rank 0 evaluates: its evaluation draws from the same generators (sampled captions, loader seeds), the others'
+    states are already those they start the next epoch with."""
+    if world_size <= 1:
+        return None
+    states: list = [None] * world_size
+    dist.all_gather_object(states, random_states(loader_generator))
+    return states
+
+
 def restore_random_states(states: dict, loader_generator: torch.Generator | None) -> None:
     torch.set_rng_state(states["torch"])
     random.setstate(states["python"])
@@ -95,13 +107,14 @@ def training_flags(args) -> dict:
 
 
 def save_epoch(output_dir: str, epoch: int, optimizer: torch.optim.Optimizer, loss: float, state: TrainingState,
-               loader_generator: torch.Generator | None, args) -> str:
-    """Write ``pytorch_opt.bin.<epoch>`` (atomically) after the epoch's model file and its evaluation. The random
-    states are rank 0's: every rank is seeded alike and draws alike (same number of samples, same shapes)."""
+               loader_generator: torch.Generator | None, args, rank_states: list[dict] | None = None) -> str:
+    """Write ``pytorch_opt.bin.<epoch>`` (atomically) after the epoch's model file and its evaluation: ``rng`` holds
+    rank 0's random states now, ``rng_ranks`` those of every rank from ``gather_random_states``."""
     path = os.path.join(output_dir, OPTIMIZER_FILE.format(epoch))
     save_atomic({"epoch": epoch, "optimizer_state_dict": optimizer.state_dict(), "loss": loss,
                  "global_step": state.global_step, "selection": state.selection, "epochs": state.epochs,
-                 "rng": random_states(loader_generator), "args": training_flags(args)}, path)
+                 "rng": random_states(loader_generator), "rng_ranks": rank_states or [],
+                 "args": training_flags(args)}, path)
     logger.info("Optimizer saved to %s", path)
     return path
 
@@ -158,9 +171,9 @@ def first_epoch(checkpoint: dict | None) -> int:
 
 
 def resume(path: str, checkpoint: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-           loader_generator: torch.Generator | None) -> TrainingState:
-    """Model weights from the ``pytorch_model.bin.<epoch>`` beside ``path``, optimizer and random states from
-    ``checkpoint`` (``path`` loaded): the run continues at the next epoch as if it had not stopped."""
+           loader_generator: torch.Generator | None, rank: int = 0) -> TrainingState:
+    """Model weights from the ``pytorch_model.bin.<epoch>`` beside ``path``, optimizer and this rank's random states
+    from ``checkpoint`` (``path`` loaded): the run continues at the next epoch as if it had not stopped."""
     epoch = checkpoint["epoch"]
     model_path = os.path.join(os.path.dirname(path), MODEL_FILE.format(epoch))
     if not os.path.isfile(model_path):
@@ -174,7 +187,8 @@ def resume(path: str, checkpoint: dict, model: torch.nn.Module, optimizer: torch
         reason = (str(err).splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"--resume_model {path} does not fit this model ({reason}); resume "
                               "with the flags of the run that wrote it") from err
-    restore_random_states(checkpoint["rng"], loader_generator)
+    rank_states = checkpoint.get("rng_ranks") or []
+    restore_random_states(rank_states[rank] if 0 < rank < len(rank_states) else checkpoint["rng"], loader_generator)
     logger.info("Resumed from %s and %s: epoch %d done, continuing at epoch %d", model_path, path, epoch, epoch + 1)
     return TrainingState(next_epoch=epoch + 1, global_step=checkpoint["global_step"],
                          selection=checkpoint["selection"], epochs=checkpoint["epochs"])

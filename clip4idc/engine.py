@@ -59,14 +59,15 @@ def unwrap(model: nn.Module) -> CLIP4IDC:
     return model.module if hasattr(model, "module") else model
 
 
-def batch_loss(model: nn.Module, batch: list, task_type: str, datatype: str) -> torch.Tensor:
+def batch_loss(model: nn.Module, batch: list, task_type: str, datatype: str, no_change_weight: float = 1.0) -> torch.Tensor:
     if task_type == "retrieval":
         input_ids, _mask, _seg, bef, aft, _pair_mask = batch
         return model(input_ids, bef, aft)
     if datatype == "clevr":
         input_ids, _m, _s, bef, aft, nsc, _pm, in_cap, dec_mask, out_cap, nc_in, nc_mask, nc_out = batch
         # CLEVR: change caption of (before, semantic) plus no-change caption of (before, distractor).
-        return model(input_ids, bef, aft, in_cap, dec_mask, out_cap) + model(input_ids, bef, nsc, nc_in, nc_mask, nc_out)
+        change = model(input_ids, bef, aft, in_cap, dec_mask, out_cap)
+        return change + no_change_weight * model(input_ids, bef, nsc, nc_in, nc_mask, nc_out)
     input_ids, _m, _s, bef, aft, _pm, in_cap, dec_mask, out_cap = batch
     return model(input_ids, bef, aft, in_cap, dec_mask, out_cap)
 
@@ -81,7 +82,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: BertAdam, device: torch
             batch = batch[:-1]  # drop the pair names
         batch = [t.to(device, non_blocking=True) for t in batch]
         with autocast(args.precision, device):
-            loss = batch_loss(model, batch, args.task_type, args.datatype)
+            loss = batch_loss(model, batch, args.task_type, args.datatype, getattr(args, "no_change_weight", 1.0))
         if args.gradient_accumulation_steps > 1:
             loss = loss / args.gradient_accumulation_steps
         loss.backward()

@@ -11,8 +11,8 @@ import torch
 import torch.distributed as dist
 
 from caption_eval import load_gt, score_parts
-from checkpoints import (MODEL_FILE, TrainingState, check_outputs_free, first_epoch, prepare_output_dir, restarted,
-                         resume, resume_state, save_epoch)
+from checkpoints import (MODEL_FILE, TrainingState, check_outputs_free, first_epoch, gather_random_states,
+                         prepare_output_dir, restarted, resume, resume_state, save_epoch)
 from dataloaders.data_dataloaders import DATALOADER_DICT, log_skipped
 from engine import caption_cross_entropy, generate_captions, prep_optimizer, train_one_epoch
 from errors import run_cli
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
                     t_total * args.gradient_accumulation_steps)
         state = TrainingState(selection={"best": 0.00001, "best_file": None, "since_best": 0})
         if resumed is not None:
-            state = resume(resume_path, resumed, model, optimizer, train_loader.generator)
+            state = resume(resume_path, resumed, model, optimizer, train_loader.generator, args.rank)
         ddp_model = wrap_ddp(model, args)
         if args.rank == 0:
             log_to_file(os.path.join(args.output_dir, "log.txt"))
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
                 sampler.set_epoch(epoch)
             loss, state.global_step = train_one_epoch(ddp_model, train_loader, optimizer, device, args, epoch,
                                                       state.global_step)
+            rank_states = gather_random_states(train_loader.generator, args.world_size)
             stop = [False]
             if args.rank == 0:
                 logger.info("Epoch %d/%s Finished, Train Loss: %f", epoch + 1, args.epochs, loss)
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if selection["best"] <= scores["total"]["CIDEr"]:
                     selection.update(best=scores["total"]["CIDEr"], best_file=path, since_best=0)
                 logger.info("The best model is: %s, the CIDEr is: %.4f", selection["best_file"], selection["best"])
-                save_epoch(args.output_dir, epoch, optimizer, loss, state, train_loader.generator, args)
+                save_epoch(args.output_dir, epoch, optimizer, loss, state, train_loader.generator, args, rank_states)
                 stop = [selection["since_best"] > args.early_stop]
             if args.world_size > 1:  # every rank must leave the loop together
                 dist.broadcast_object_list(stop, src=0)

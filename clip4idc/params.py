@@ -101,6 +101,9 @@ def get_args_parser(task_type: str) -> argparse.ArgumentParser:
     if task_type == "caption":
         ours.add_argument("--no_meteor", action="store_true", help="skip METEOR (no Java start)")
         ours.add_argument("--early_stop", type=int, default=10, help="stop after this many epochs without gain")
+        ours.add_argument("--no_change_weight", type=float, default=1.0,
+                          help="CLEVR: weight of the distractor pairs' no-change caption loss against the changed "
+                               "pairs' (default 1, the original's plain sum)")
         ours.add_argument("--no_decode_cache", action="store_true",
                           help="greedy decoding re-runs the decoder on the whole prefix at every step, as the original "
                                "(same captions; default: cached keys/values, one position per step)")

@@ -26,7 +26,7 @@ def test_keyword_scores_of_references_and_baseline(toy_root):
     assert len(references) == 128 and len(keywords) >= 64
     assert demo.kind_accuracy(references, keywords) == 1.0
     assert demo.distractor_accuracy(references) == 1.0
-    no_change = demo.constant_captions(references, demo.BASELINE_CAPTION)
+    no_change = demo.constant_captions(references, demo.NO_CHANGE_CAPTION)
     assert demo.kind_accuracy(no_change, keywords) == 0.0
     assert demo.distractor_accuracy(no_change) == 1.0
     moved = demo.constant_captions(references, "the red cube has moved")
@@ -36,6 +36,8 @@ def test_keyword_scores_of_references_and_baseline(toy_root):
     assert demo.kind_accuracy(salad, keywords) == 0.0 == demo.distractor_accuracy(salad)
     scores = demo.caption_scores(no_change, keywords, gts)
     assert scores["cider_changed"] == 0.0 and scores["cider_total"] > 1.0
+    caption, best = demo.best_constant_caption(references, keywords, gts)
+    assert best == 0.25 and demo.caption_kind(caption) in {"added", "removed", "moved", "changed"}
 
 
 def test_composite_figure(toy_root, tmp_path):
