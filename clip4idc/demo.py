@@ -1,8 +1,11 @@
 """Toy demo: stage 1 (pair<->caption retrieval) briefly, then stage 2 (captioning) from its checkpoint.
 
+Data: unless --toy is given, a toy CLEVR-Change set written into <out>/toy with one object per "before" scene (the
+default toy set has one or two; the change kinds are the same and balanced).
 Headline: change-kind keyword accuracy of the greedy captions of the test split's changed pairs (a caption is right
-when it holds its change kind's keyword: added / removed / moved / changed), before and after stage 2, against the
-trivial baseline "there is no change" on the same pairs. Also recorded: the distractor pairs captioned as unchanged,
+when it holds its change kind's keyword: added / removed / moved / changed, and no other), before and after stage 2,
+against the trivial baseline, the best constant caption on the same pairs (a change sentence: a quarter), and
+always "there is no change" (0). Also recorded: the distractor pairs captioned as unchanged,
 CIDEr of the changed pairs, the token cross-entropy, the CPU seconds of each stage, and one composite figure
 (before | after | generated and reference captions) of changed and distractor pairs."""
 from __future__ import annotations
@@ -24,8 +27,12 @@ from PIL import Image  # noqa: E402
 
 import main_task_caption  # noqa: E402
 import main_task_retrieval  # noqa: E402
+import numpy as np  # noqa: E402
+
 from caption_eval import load_gt, score_parts  # noqa: E402
-from toydata.idc import KEYWORDS, NO_CHANGE_WORD, TYPE_NAMES  # noqa: E402
+from toydata.idc import (IMAGE_SIZE, KEYWORDS, NO_CHANGE_WORD, OBJECT_SIZE, TYPE_NAMES, Pair, change_captions,  # noqa: E402
+                         coco_gt, lighting_gain, split_sizes, write_clevr, write_json)
+from toydata.scene import CHANGE_KINDS, apply_change, sample_scene  # noqa: E402
 from util import save_atomic  # noqa: E402
 
 logger = logging.getLogger("clip4idc.demo")
@@ -38,6 +45,30 @@ SMALL = ["--clip_random_init", "--compact_vocab", "--clip_embed_dim", "64", "--c
 NO_CHANGE_CAPTION = "there is no change"
 FIGURE_CHANGED, FIGURE_DISTRACTORS = 6, 2
 KIND_OF_KEYWORD = {keyword: kind for kind, keyword in KEYWORDS.items()}
+
+
+def one_object_pair(rng: np.random.Generator, kind: str) -> Pair:
+    """toydata.idc's pair with a single object in the "before" scene (the default toy set draws one or two)."""
+    while True:
+        before = sample_scene(rng, IMAGE_SIZE, IMAGE_SIZE, n_objects=(1, 1), size=OBJECT_SIZE)
+        try:
+            after, change = apply_change(before, rng, kind)
+        except ValueError:
+            continue
+        return Pair(before, after, lighting_gain(rng), kind, change_captions(change))
+
+
+def write_one_object_toy(root: Path, seed: int, size: int) -> None:
+    """The toy CLEVR-Change layout and its gt/ file (as ``python -m toydata.idc``) with one object per scene, kinds
+    balanced in every split: the comparison the model must learn is the same, with no second object in the way."""
+    rng = np.random.default_rng(seed)
+    pairs = {split: [one_object_pair(rng, CHANGE_KINDS[i % len(CHANGE_KINDS)]) for i in range(n)]
+             for split, n in split_sizes(size).items()}
+    change, no_change = write_clevr(root / "clevr_change" / "data", pairs)
+    entries = [(k.split("_")[-1], v) for k, v in change.items()] + [(k.split("_")[-1] + "_n", v)
+                                                                    for k, v in no_change.items()]
+    (root / "gt").mkdir(parents=True, exist_ok=True)
+    write_json(coco_gt(entries), root / "gt" / "clevr_total_change_captions_reformat.json")
 
 
 def change_keywords(data: str) -> dict[str, str]:
@@ -131,7 +162,9 @@ def save_composite(data: str, hyps: list[dict], before_hyps: list[dict], gts: di
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--toy", required=True, help="toy root written by python -m toydata.idc")
+    parser.add_argument("--toy", default=None,
+                        help="toy root written by python -m toydata.idc; default: write the one-object toy set (1,024 "
+                             "training pairs, seed 0) into <out>/toy")
     parser.add_argument("--out", required=True)
     parser.add_argument("--retrieval_epochs", type=int, default=10)
     parser.add_argument("--caption_epochs", type=int, default=12)
@@ -145,6 +178,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=42, help="both stages")
     args = parser.parse_args(argv)
     start, cpu_start = time.time(), time.process_time()
+    if args.toy is None:
+        args.toy = os.path.join(args.out, "toy")
+        write_one_object_toy(Path(args.toy), seed=0, size=1024)
     data = os.path.join(args.toy, "clevr_change", "data")
     # --overwrite: a rerun of the demo replaces the demo's own earlier checkpoints.
     common = ["--data_path", data, "--features_path", data, "--overwrite", "--lr", str(args.lr), "--seed", str(args.seed),
