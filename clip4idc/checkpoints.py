@@ -44,7 +44,8 @@ class TrainingState:
     epochs: list = field(default_factory=list)  # the per-epoch summary written to results.json
 
 
-def check_outputs_free(output_dir: str, first_epoch: int, epochs: int, overwrite: bool, restarted: bool = False) -> None:
+def check_outputs_free(output_dir: str, first_epoch: int, epochs: int, overwrite: bool,
+                       restarted: bool = False) -> None:
     """Stop before training if a checkpoint this run would write is already there (an earlier run's). A restarted run
     may replace the model file of the epoch its previous attempt was cut off in (written before that epoch's optimizer
     file, so unfinished); it says so."""

@@ -59,7 +59,8 @@ def unwrap(model: nn.Module) -> CLIP4IDC:
     return model.module if hasattr(model, "module") else model
 
 
-def batch_loss(model: nn.Module, batch: list, task_type: str, datatype: str, no_change_weight: float = 1.0) -> torch.Tensor:
+def batch_loss(model: nn.Module, batch: list, task_type: str, datatype: str,
+               no_change_weight: float = 1.0) -> torch.Tensor:
     if task_type == "retrieval":
         input_ids, _mask, _seg, bef, aft, _pair_mask = batch
         return model(input_ids, bef, aft)
@@ -147,7 +148,8 @@ def generate_captions(model: CLIP4IDC, loader, tokenizer: ClipTokenizer, device:
         bef, aft = tensors[3], tensors[4]
         with autocast(precision, device):
             ids = model.greedy_decode(bef, aft, sot, steps, use_cache).tolist()
-            nc_ids = model.greedy_decode(bef, tensors[5], sot, steps, use_cache).tolist() if datatype == "clevr" else None
+            nc_ids = (model.greedy_decode(bef, tensors[5], sot, steps, use_cache).tolist() if datatype == "clevr"
+                      else None)
         results += [{"caption": decode_caption(tokenizer, i), "image_id": n} for n, i in zip(names, ids)]
         if nc_ids is not None:
             nc_results += [{"caption": decode_caption(tokenizer, i), "image_id": n + "_n"} for n, i in zip(names, nc_ids)]

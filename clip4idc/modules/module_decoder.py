@@ -103,7 +103,8 @@ class MultiHeadAttention(nn.Module):
         """Keys and values of ``x`` split into heads, [B, heads, L, head_size] each (what the decode cache keeps)."""
         return self.split_heads(self.key(x)), self.split_heads(self.value(x))
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, additive_mask: torch.Tensor | None) -> torch.Tensor:
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               additive_mask: torch.Tensor | None) -> torch.Tensor:
         """Attention of the queries ``q`` [B, Lq, D] over keys/values already projected and split into heads."""
         q = self.split_heads(self.query(q))
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)

@@ -29,7 +29,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer than a few seconds; run with --runslow")
     config.addinivalue_line("markers", "parity: original-parity and batch-invariance tests (make test-portability)")
-    config.addinivalue_line("markers", "multinode: torchrun on loopback, several nodes and restarts; run with --multinode")
+    config.addinivalue_line("markers",
+                            "multinode: torchrun on loopback, several nodes and restarts; run with --multinode")
 
 
 def pytest_collection_modifyitems(config, items):
