@@ -23,12 +23,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import main_task_caption  # noqa: E402
 import main_task_retrieval  # noqa: E402
-import numpy as np  # noqa: E402
-
 from caption_eval import load_gt, score_parts  # noqa: E402
 from toydata.idc import (IMAGE_SIZE, KEYWORDS, NO_CHANGE_WORD, OBJECT_SIZE, TYPE_NAMES, Pair,  # noqa: E402
                          change_captions, coco_gt, lighting_gain, split_sizes, write_clevr, write_json)
@@ -184,7 +183,8 @@ def main(argv: list[str] | None = None) -> dict:
     data = os.path.join(args.toy, "clevr_change", "data")
     # --overwrite: a rerun of the demo replaces the demo's own earlier checkpoints.
     common = ["--data_path", data, "--features_path", data, "--overwrite", "--lr", str(args.lr),
-              "--seed", str(args.seed), "--image_resolution", str(args.image_resolution), "--clip_patch_size", str(args.patch_size)] + SMALL
+              "--seed", str(args.seed), "--image_resolution", str(args.image_resolution),
+              "--clip_patch_size", str(args.patch_size)] + SMALL
     stage1_dir = os.path.join(args.out, "retrieval")
     stage1 = main_task_retrieval.main(["--do_train", "--epochs", str(args.retrieval_epochs), "--coef_lr", "1",
                                        "--batch_size", str(args.batch_size), "--output_dir", stage1_dir] + common)
