@@ -59,14 +59,16 @@ def unwrap(model: nn.Module) -> CLIP4IDC:
     return model.module if hasattr(model, "module") else model
 
 
-def batch_loss(model: nn.Module, batch: list, task_type: str, datatype: str) -> torch.Tensor:
+def batch_loss(model: nn.Module, batch: list, task_type: str, datatype: str,
+               no_change_weight: float = 1.0) -> torch.Tensor:
     if task_type == "retrieval":
         input_ids, _mask, _seg, bef, aft, _pair_mask = batch
         return model(input_ids, bef, aft)
     if datatype == "clevr":
         input_ids, _m, _s, bef, aft, nsc, _pm, in_cap, dec_mask, out_cap, nc_in, nc_mask, nc_out = batch
         # CLEVR: change caption of (before, semantic) plus no-change caption of (before, distractor).
-        return model(input_ids, bef, aft, in_cap, dec_mask, out_cap) + model(input_ids, bef, nsc, nc_in, nc_mask, nc_out)
+        change = model(input_ids, bef, aft, in_cap, dec_mask, out_cap)
+        return change + no_change_weight * model(input_ids, bef, nsc, nc_in, nc_mask, nc_out)
     input_ids, _m, _s, bef, aft, _pm, in_cap, dec_mask, out_cap = batch
     return model(input_ids, bef, aft, in_cap, dec_mask, out_cap)
 
@@ -81,7 +83,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: BertAdam, device: torch
             batch = batch[:-1]  # drop the pair names
         batch = [t.to(device, non_blocking=True) for t in batch]
         with autocast(args.precision, device):
-            loss = batch_loss(model, batch, args.task_type, args.datatype)
+            loss = batch_loss(model, batch, args.task_type, args.datatype, getattr(args, "no_change_weight", 1.0))
         if args.gradient_accumulation_steps > 1:
             loss = loss / args.gradient_accumulation_steps
         loss.backward()
@@ -134,8 +136,9 @@ def decode_caption(tokenizer: ClipTokenizer, ids: list[int]) -> str:
 
 @torch.no_grad()
 def generate_captions(model: CLIP4IDC, loader, tokenizer: ClipTokenizer, device: torch.device, precision: str,
-                      steps: int, datatype: str) -> list[dict]:
-    """Greedy captions ``[{"caption", "image_id"}]``; for CLEVR also the distractor pairs as ``"<id>_n"``."""
+                      steps: int, datatype: str, use_cache: bool = True) -> list[dict]:
+    """Greedy captions ``[{"caption", "image_id"}]``; for CLEVR also the distractor pairs as ``"<id>_n"``.
+    ``use_cache=False``: the original's decoding, the whole prefix again at every step (same captions, slower)."""
     model.eval()
     sot = tokenizer.encoder[SOT]
     results, nc_results = [], []
@@ -144,8 +147,9 @@ def generate_captions(model: CLIP4IDC, loader, tokenizer: ClipTokenizer, device:
         tensors = [t.to(device) for t in batch[:-1]]
         bef, aft = tensors[3], tensors[4]
         with autocast(precision, device):
-            ids = model.greedy_decode(bef, aft, sot, steps).tolist()
-            nc_ids = model.greedy_decode(bef, tensors[5], sot, steps).tolist() if datatype == "clevr" else None
+            ids = model.greedy_decode(bef, aft, sot, steps, use_cache).tolist()
+            nc_ids = (model.greedy_decode(bef, tensors[5], sot, steps, use_cache).tolist() if datatype == "clevr"
+                      else None)
         results += [{"caption": decode_caption(tokenizer, i), "image_id": n} for n, i in zip(names, ids)]
         if nc_ids is not None:
             nc_results += [{"caption": decode_caption(tokenizer, i), "image_id": n + "_n"} for n, i in zip(names, nc_ids)]

@@ -11,8 +11,8 @@ import torch
 import torch.distributed as dist
 
 from caption_eval import load_gt, score_parts
-from checkpoints import (MODEL_FILE, TrainingState, check_outputs_free, first_epoch, load_resume,
-                         prepare_output_dir, resume, save_epoch)
+from checkpoints import (MODEL_FILE, TrainingState, check_outputs_free, first_epoch, gather_random_states,
+                         prepare_output_dir, restarted, resume, resume_state, save_epoch)
 from dataloaders.data_dataloaders import DATALOADER_DICT, log_skipped
 from engine import caption_cross_entropy, generate_captions, prep_optimizer, train_one_epoch
 from errors import run_cli
@@ -34,7 +34,8 @@ def split_references(dataset) -> dict[str, list[str]]:
 
 def evaluate(model, loader, gts, tokenizer, device, args, tag, draw: bool = False) -> dict:
     """Greedy captions -> hyp_ep_<tag>.json (atomic) -> scores (total, and sc/nsc parts)."""
-    results = generate_captions(model, loader, tokenizer, device, args.precision, args.max_words, args.datatype)
+    results = generate_captions(model, loader, tokenizer, device, args.precision, args.max_words, args.datatype,
+                                use_cache=not args.no_decode_cache)
     save_atomic(results, os.path.join(args.output_dir, f"hyp_ep_{tag}.json"))
     scores = score_parts(gts, results, meteor=not args.no_meteor)
     for part, s in scores.items():
@@ -52,13 +53,14 @@ def evaluate(model, loader, gts, tokenizer, device, args, tag, draw: bool = Fals
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args("caption", argv)
     device = init_distributed_mode(args)
+    args.precision = resolve_precision(args.precision, device)
     prepare_output_dir(args.output_dir)
-    resumed = load_resume(args.resume_model) if args.resume_model else None
+    resume_path, resumed = resume_state(args) if args.do_train else (None, None)
     if args.do_train:
-        check_outputs_free(args.output_dir, first_epoch(resumed), args.epochs, args.overwrite)
+        check_outputs_free(args.output_dir, first_epoch(resumed), args.epochs, args.overwrite,
+                           restarted(args) and not args.resume_model)
     get_logger()
     set_seed(args.seed)  # the original seeded CLEVR only; Spot is seeded too here
-    args.precision = resolve_precision(args.precision, device)
     logger.info("Effective parameters: %s", json.dumps(vars(args), sort_keys=True))
 
     tokenizer = build_tokenizer(args)
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
                     t_total * args.gradient_accumulation_steps)
         state = TrainingState(selection={"best": 0.00001, "best_file": None, "since_best": 0})
         if resumed is not None:
-            state = resume(args.resume_model, resumed, model, optimizer, train_loader.generator)
+            state = resume(resume_path, resumed, model, optimizer, train_loader.generator, args.rank)
         ddp_model = wrap_ddp(model, args)
         if args.rank == 0:
             log_to_file(os.path.join(args.output_dir, "log.txt"))
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
                 sampler.set_epoch(epoch)
             loss, state.global_step = train_one_epoch(ddp_model, train_loader, optimizer, device, args, epoch,
                                                       state.global_step)
+            rank_states = gather_random_states(train_loader.generator, args.world_size)
             stop = [False]
             if args.rank == 0:
                 logger.info("Epoch %d/%s Finished, Train Loss: %f", epoch + 1, args.epochs, loss)
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if selection["best"] <= scores["total"]["CIDEr"]:
                     selection.update(best=scores["total"]["CIDEr"], best_file=path, since_best=0)
                 logger.info("The best model is: %s, the CIDEr is: %.4f", selection["best_file"], selection["best"])
-                save_epoch(args.output_dir, epoch, optimizer, loss, state, train_loader.generator)
+                save_epoch(args.output_dir, epoch, optimizer, loss, state, train_loader.generator, args, rank_states)
                 stop = [selection["since_best"] > args.early_stop]
             if args.world_size > 1:  # every rank must leave the loop together
                 dist.broadcast_object_list(stop, src=0)

@@ -8,8 +8,8 @@ import sys
 
 import torch
 
-from checkpoints import (MODEL_FILE, TrainingState, check_outputs_free, first_epoch, load_resume,
-                         prepare_output_dir, resume, save_epoch)
+from checkpoints import (MODEL_FILE, TrainingState, check_outputs_free, first_epoch, gather_random_states,
+                         prepare_output_dir, restarted, resume, resume_state, save_epoch)
 from dataloaders.data_dataloaders import DATALOADER_DICT, log_skipped
 from engine import eval_retrieval, log_retrieval, prep_optimizer, train_one_epoch
 from modules.build import build_model, build_tokenizer, freeze_clip
@@ -24,13 +24,14 @@ logger = logging.getLogger("clip4idc")
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args("retrieval", argv)
     device = init_distributed_mode(args)
+    args.precision = resolve_precision(args.precision, device)
     prepare_output_dir(args.output_dir)
-    resumed = load_resume(args.resume_model) if args.resume_model else None
+    resume_path, resumed = resume_state(args) if args.do_train else (None, None)
     if args.do_train:
-        check_outputs_free(args.output_dir, first_epoch(resumed), args.epochs, args.overwrite)
+        check_outputs_free(args.output_dir, first_epoch(resumed), args.epochs, args.overwrite,
+                           restarted(args) and not args.resume_model)
     get_logger()
     set_seed(args.seed)
-    args.precision = resolve_precision(args.precision, device)
     logger.info("Effective parameters: %s", json.dumps(vars(args), sort_keys=True))
 
     tokenizer = build_tokenizer(args)
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
                     t_total * args.gradient_accumulation_steps)
         state = TrainingState(selection={"best": float("-inf"), "best_file": None})
         if resumed is not None:
-            state = resume(args.resume_model, resumed, model, optimizer, train_loader.generator)
+            state = resume(resume_path, resumed, model, optimizer, train_loader.generator, args.rank)
         ddp_model = wrap_ddp(model, args)
         if args.rank == 0:
             log_to_file(os.path.join(args.output_dir, "log.txt"))
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
                 sampler.set_epoch(epoch)
             loss, state.global_step = train_one_epoch(ddp_model, train_loader, optimizer, device, args, epoch,
                                                       state.global_step)
+            rank_states = gather_random_states(train_loader.generator, args.world_size)
             if args.rank != 0:
                 continue
             logger.info("Epoch %d/%s Finished, Train Loss: %f", epoch + 1, args.epochs, loss)
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
             if state.selection["best"] <= r1:
                 state.selection.update(best=r1, best_file=path)
             logger.info("The best model is: %s, the R1 is: %.4f", state.selection["best_file"], state.selection["best"])
-            save_epoch(args.output_dir, epoch, optimizer, loss, state, train_loader.generator)
+            save_epoch(args.output_dir, epoch, optimizer, loss, state, train_loader.generator, args, rank_states)
         summary["epochs"], summary["best_model"] = state.epochs, state.selection["best_file"]
         if args.rank == 0 and args.select_on == "val" and summary["best_model"] is not None:
             model.load_state_dict(torch.load(summary["best_model"], map_location=device, weights_only=True))

@@ -90,6 +90,10 @@ def get_args_parser(task_type: str) -> argparse.ArgumentParser:
     ours.add_argument("--skip_corrupt", action="store_true",
                       help="leave out pairs with an unreadable image (each logged, and the count at the end) instead "
                            "of stopping; every image of a split is decoded once up front")
+    ours.add_argument("--auto_resume", action="store_true",
+                      help="continue from the last finished epoch in --output_dir (written by this same command) "
+                           "instead of refusing its checkpoints; implied under torchrun after a restart "
+                           "(--max-restarts)")
     ours.add_argument("--overwrite", action="store_true",
                       help="replace checkpoints an earlier run left in --output_dir (refused otherwise)")
     ours.add_argument("--save_vis", type=str, default=None, help="caption: write before|after|captions figures here")
@@ -97,6 +101,12 @@ def get_args_parser(task_type: str) -> argparse.ArgumentParser:
     if task_type == "caption":
         ours.add_argument("--no_meteor", action="store_true", help="skip METEOR (no Java start)")
         ours.add_argument("--early_stop", type=int, default=10, help="stop after this many epochs without gain")
+        ours.add_argument("--no_change_weight", type=float, default=1.0,
+                          help="CLEVR: weight of the distractor pairs' no-change caption loss against the changed "
+                               "pairs' (default 1, the original's plain sum)")
+        ours.add_argument("--no_decode_cache", action="store_true",
+                          help="greedy decoding re-runs the decoder on the whole prefix at every step, as the original "
+                               "(same captions; default: cached keys/values, one position per step)")
     return parser
 
 

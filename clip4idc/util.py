@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import logging.handlers
@@ -56,9 +57,25 @@ def init_distributed_mode(args) -> torch.device:
     if args.world_size > 1:
         if cuda:
             torch.cuda.set_device(args.local_rank)
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        store = elastic_attempt_store(args.world_size)
+        if store is None:
+            dist.init_process_group(backend="nccl" if cuda else "gloo")
+        else:
+            dist.init_process_group(backend="nccl" if cuda else "gloo", store=store, rank=args.rank,
+                                    world_size=args.world_size)
     args.n_gpu = 1 if cuda else 0
     return torch.device("cuda", args.local_rank) if cuda else torch.device("cpu")
+
+
+def elastic_attempt_store(world_size: int) -> dist.Store | None:
+    """Under torchrun's agent store (c10d rendezvous), the store seen through a prefix naming the restart: the agent
+    keeps one store across restarts, and the keys a killed attempt left there (gloo addresses, barrier counts) were
+    read by the restarted workers (seen here: a restarted gloo group failing with "connection refused")."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != str(True):
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False,
+                          timeout=datetime.timedelta(minutes=30))
+    return dist.PrefixStore(f"clip4idc/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def is_main_process(args) -> bool:

@@ -119,11 +119,26 @@ class CLIP4IDC(nn.Module):
         return self.caption_loss(logits, output_caption_ids)
 
     @torch.no_grad()
-    def greedy_decode(self, bef_image: torch.Tensor, aft_image: torch.Tensor, sot_id: int, steps: int) -> torch.Tensor:
-        """Greedy ids [B, steps] from start-of-text over the pair's visual tokens (no early stop, as the original)."""
+    def greedy_decode(self, bef_image: torch.Tensor, aft_image: torch.Tensor, sot_id: int, steps: int,
+                      use_cache: bool = True) -> torch.Tensor:
+        """Greedy ids [B, steps] from start-of-text over the pair's visual tokens (no early stop, as the original).
+        ``use_cache=False`` re-runs the decoder on the whole prefix at every step, as the original does."""
         _, visual_tokens = self.get_visual_output(bef_image, aft_image)
+        return self.greedy_from_tokens(visual_tokens, sot_id, steps, use_cache)[0]
+
+    @torch.no_grad()
+    def greedy_from_tokens(self, visual_tokens: torch.Tensor, sot_id: int, steps: int,
+                           use_cache: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Greedy ids [B, steps] and each step's logits [B, vocab] over the visual tokens [B, T, D]."""
         ids = torch.full((visual_tokens.size(0), 1), sot_id, dtype=torch.long, device=visual_tokens.device)
+        cache = self.decoder.start_cache(visual_tokens, torch.ones(visual_tokens.shape[:2], dtype=torch.long,
+                                                                   device=visual_tokens.device)) if use_cache else None
+        step_logits = []
         for _ in range(steps):
-            logits = self.decoder_logits(visual_tokens, ids, torch.ones_like(ids))
-            ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], 1)
-        return ids[:, 1:]
+            if cache is None:
+                logits = self.decoder_logits(visual_tokens, ids, torch.ones_like(ids))[:, -1]
+            else:
+                logits = self.decoder.step(ids[:, -1:], cache)
+            step_logits.append(logits)
+            ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], 1)
+        return ids[:, 1:], step_logits

@@ -97,8 +97,19 @@ class MultiHeadAttention(nn.Module):
         return x.view(*x.shape[:-1], self.num_heads, self.head_size).permute(0, 2, 1, 3)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, additive_mask: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.split_heads(self.query(q)), self.split_heads(self.key(k)), self.split_heads(self.value(v))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size) + additive_mask
+        return self.attend(q, self.split_heads(self.key(k)), self.split_heads(self.value(v)), additive_mask)
+
+    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of ``x`` split into heads, [B, heads, L, head_size] each (what the decode cache keeps)."""
+        return self.split_heads(self.key(x)), self.split_heads(self.value(x))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               additive_mask: torch.Tensor | None) -> torch.Tensor:
+        """Attention of the queries ``q`` [B, Lq, D] over keys/values already projected and split into heads."""
+        q = self.split_heads(self.query(q))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)
+        if additive_mask is not None:
+            scores = scores + additive_mask
         context = self.dropout(scores.softmax(-1)) @ v
         context = context.permute(0, 2, 1, 3).contiguous()
         return context.view(*context.shape[:-2], self.num_heads * self.head_size)
@@ -138,6 +149,33 @@ class DecoderLayer(nn.Module):
         x = self.enc_attn(self.slf_attn(x, x, self_mask), enc, enc_mask)
         return self.output(self.intermediate(x), x)
 
+    def step(self, x: torch.Tensor, cache: "LayerCache", enc_mask: torch.Tensor) -> torch.Tensor:
+        """``forward`` for the newest position only [B, 1, D]: its key/value join the cache, the earlier positions'
+        are read from it (no causal mask needed: the cache holds no later position)."""
+        key, value = self.slf_attn.att.project_kv(x)
+        cache.self_keys = key if cache.self_keys is None else torch.cat([cache.self_keys, key], 2)
+        cache.self_values = value if cache.self_values is None else torch.cat([cache.self_values, value], 2)
+        x = self.slf_attn.output(self.slf_attn.att.attend(x, cache.self_keys, cache.self_values, None), x)
+        x = self.enc_attn.output(self.enc_attn.att.attend(x, cache.enc_keys, cache.enc_values, enc_mask), x)
+        return self.output(self.intermediate(x), x)
+
+
+@dataclass
+class LayerCache:
+    """One decoder layer's projected keys/values: of the visual tokens (fixed) and of the caption so far (growing)."""
+
+    enc_keys: torch.Tensor
+    enc_values: torch.Tensor
+    self_keys: torch.Tensor | None = None
+    self_values: torch.Tensor | None = None
+
+
+@dataclass
+class DecodeCache:
+    layers: list[LayerCache]
+    enc_mask: torch.Tensor
+    length: int = 0  # caption positions decoded so far
+
 
 class DecoderEmbeddings(nn.Module):
     def __init__(self, cfg: DecoderConfig, word_weight: nn.Parameter, position_weight: nn.Parameter):
@@ -150,8 +188,10 @@ class DecoderEmbeddings(nn.Module):
         self.LayerNorm = LayerNorm(cfg.hidden_size)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.size(1), device=input_ids.device).unsqueeze(0).expand_as(input_ids)
+    def forward(self, input_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Embeddings of ``input_ids`` [B, L] at positions ``start`` .. ``start + L - 1``."""
+        positions = torch.arange(start, start + input_ids.size(1), device=input_ids.device).unsqueeze(0)
+        positions = positions.expand_as(input_ids)
         return self.dropout(self.LayerNorm(self.word_embeddings(input_ids) + self.position_embeddings(positions)))
 
 
@@ -240,3 +280,19 @@ class DecoderModel(nn.Module):
         blocked = ((1.0 - answer_mask[:, None, None, :].to(dtype)) + causal).gt(0).to(dtype)
         encoder_layers = self.encoder(encoder_outs, enc_mask)
         return self.classifier(self.decoder(x, encoder_layers, blocked * -10000.0, enc_mask))
+
+    def start_cache(self, encoder_outs: torch.Tensor, encoder_mask: torch.Tensor) -> DecodeCache:
+        """Run the encoder over the visual tokens once and project every decoder layer's cross-attention keys/values."""
+        enc_mask = (1.0 - encoder_mask[:, None, None, :].to(encoder_outs.dtype)) * -10000.0
+        layers = [LayerCache(*layer.enc_attn.att.project_kv(enc))
+                  for layer, enc in zip(self.decoder.layer, self.encoder(encoder_outs, enc_mask))]
+        return DecodeCache(layers, enc_mask)
+
+    def step(self, input_ids: torch.Tensor, cache: DecodeCache) -> torch.Tensor:
+        """Logits [B, vocab] of the position after ``input_ids`` [B, 1] (the newest token), updating ``cache``; equal
+        to ``forward``'s last position on the whole prefix, at the cost of one position."""
+        x = self.embeddings(input_ids, start=cache.length)
+        for layer, layer_cache in zip(self.decoder.layer, cache.layers):
+            x = layer.step(x, layer_cache, cache.enc_mask)
+        cache.length += 1
+        return self.classifier(x)[:, -1]

@@ -23,20 +23,24 @@ SMALL_MODEL = [
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+    parser.addoption("--multinode", action="store_true", default=False, help="run tests marked multinode")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer than a few seconds; run with --runslow")
     config.addinivalue_line("markers", "parity: original-parity and batch-invariance tests (make test-portability)")
+    config.addinivalue_line("markers",
+                            "multinode: torchrun on loopback, several nodes and restarts; run with --multinode")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: use --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    for marker, option in (("slow", "--runslow"), ("multinode", "--multinode")):
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=f"{marker}: use {option}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -130,6 +130,16 @@ def test_stage2_outputs(trained):
     assert len(list((trained["out"] / "vis").glob("*.png"))) == 3
 
 
+def test_the_prefix_rerun_decoder_writes_the_same_toy_captions(trained, learn_root, tmp_path):
+    """--no_decode_cache (the original's decoding) on the trained toy captioner: the 128 test captions of the cached
+    decoder, word for word."""
+    main_task_caption.main(["--do_eval", "--no_decode_cache", "--init_model", trained["stage2"]["best_model"],
+                            "--gt_dir", str(learn_root / "gt"), "--no_meteor"] + clevr_args(learn_root, tmp_path) + TOY)
+    cached = json.loads((trained["out"] / "caption" / "hyp_ep_test.json").read_text())
+    assert json.loads((tmp_path / "hyp_ep_eval.json").read_text()) == cached
+    assert len({h["caption"] for h in cached}) > 5  # captions that depend on the pair
+
+
 def test_spot_caption_one_epoch(toy_root, tmp_path):
     """The Spot-the-Diff path end to end: train one epoch, score against the Spot GT (no distractor pairs)."""
     summary = main_task_caption.main(["--do_train", "--epochs", "1", "--lr", "1e-3", "--gt_dir", str(toy_root / "gt"),

@@ -88,8 +88,9 @@ def test_caption_logprobs_and_greedy_decoding():
     assert_float64_close(ours, expected["logprobs"])
     targets = INPUTS["output_caption_ids"].view(-1)
     assert_float64_close(model.caption_loss(ours, targets), expected["eval_cross_entropy"])
-    greedy = model.greedy_decode(INPUTS["bef_image"], INPUTS["aft_image"], SOT, MAX_WORDS)
-    assert torch.equal(greedy, expected["greedy"])
+    for use_cache in (False, True):  # the original's prefix re-run, and the cached decoder
+        greedy = model.greedy_decode(INPUTS["bef_image"], INPUTS["aft_image"], SOT, MAX_WORDS, use_cache)
+        assert torch.equal(greedy, expected["greedy"]), f"use_cache={use_cache}"
 
 
 # Largest float32-vs-float64 gaps measured on these inputs (torch 2.14.1, AMD EPYC with AVX-512, one thread), the
@@ -114,8 +115,9 @@ def test_float32_path_against_the_float64_reference():
     # lead along the reference's greedy path (teacher-forced on its own ids, the same causal computation; 9.5e-3).
     top2 = greedy_path_logprobs(our_model("caption"), REFERENCE["caption"]["greedy"]).topk(2, dim=-1).values
     assert (top2[..., 0] - top2[..., 1]).min() > 10 * FLOAT32_TOLERANCE["atol"]
-    greedy = caption.greedy_decode(INPUTS["bef_image"], INPUTS["aft_image"], SOT, MAX_WORDS)
-    assert torch.equal(greedy, REFERENCE["caption"]["greedy"])
+    for use_cache in (False, True):
+        greedy = caption.greedy_decode(INPUTS["bef_image"], INPUTS["aft_image"], SOT, MAX_WORDS, use_cache)
+        assert torch.equal(greedy, REFERENCE["caption"]["greedy"]), f"use_cache={use_cache}"
 
 
 def greedy_path_logprobs(model: CLIP4IDC, greedy: torch.Tensor) -> torch.Tensor:

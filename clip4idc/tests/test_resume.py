@@ -92,3 +92,32 @@ def test_stage_two_starts_from_the_last_stage_one_checkpoint(tmp_path):
     empty.mkdir()
     with pytest.raises(CheckpointError, match=f"no pytorch_model.bin.<epoch> in {empty}: run stage 1"):
         last_checkpoint(str(empty))
+
+
+def test_a_restart_continues_from_the_last_finished_epoch(toy_root, uninterrupted, tmp_path, monkeypatch):
+    """What torchrun's elastic restart does (TORCHELASTIC_RESTART_COUNT > 0): the same command finds the last finished
+    epoch (epoch 0; epoch 1 was cut off after its model file) and ends with the uninterrupted run's weights; the cut-off
+    epoch's model file is the only file it replaces."""
+    out = tmp_path / "cut"
+    out.mkdir()
+    for name in ("pytorch_model.bin.0", "pytorch_opt.bin.0", "pytorch_model.bin.1"):
+        shutil.copy(uninterrupted / name, out / name)
+    (out / "pytorch_model.bin.1").write_bytes(b"half an epoch")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    main_task_retrieval.main(TRAIN + clevr_args(toy_root, out))
+    expected = torch.load(uninterrupted / "pytorch_model.bin.1", weights_only=True)
+    resumed = torch.load(out / "pytorch_model.bin.1", weights_only=True)
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)
+    assert digests(out)["pytorch_model.bin.0"] == digests(uninterrupted)["pytorch_model.bin.0"]
+
+
+def test_a_restart_with_other_flags_is_refused(toy_root, uninterrupted, tmp_path):
+    out = tmp_path / "other"
+    out.mkdir()
+    for name in ("pytorch_model.bin.0", "pytorch_opt.bin.0"):
+        shutil.copy(uninterrupted / name, out / name)
+    before = digests(out)
+    flags = [f if f != "2e-3" else "1e-3" for f in TRAIN]  # another --lr
+    with pytest.raises(CheckpointError, match="written with other flags \\(--lr\\)"):
+        main_task_retrieval.main(flags + clevr_args(toy_root, out) + ["--auto_resume"])
+    assert digests(out) == before
