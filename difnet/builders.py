@@ -43,6 +43,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--fused_attention", action="store_true",
                         help="torch's scaled_dot_product_attention (same function; faster on GPU)")
+    parser.add_argument("--decode_cache", type=str, default="on", choices=("on", "off"),
+                        help="beam search keeps projected keys/values, one position per step ('off': the original's "
+                             "re-projection of the whole prefix at every step; same captions)")
 
 
 def model_config(args: argparse.Namespace, vocab: Vocab) -> ModelConfig:

@@ -125,6 +125,7 @@ def main(args: argparse.Namespace) -> None:
     device = torch.device(args.device if args.device != "cuda" or not info.distributed else f"cuda:{info.local_rank}")
     logger.info("%s", args)
     smoke = args.exp_name == "test"
+    cache = args.decode_cache == "on"
     if info.is_main:  # outputs first: a run must not fail at its first checkpoint
         ensure_writable_dir(args.model_path, "--model_path")
         ensure_writable_dir(os.path.join(args.logs_folder, args.exp_name), "--logs_folder")
@@ -193,7 +194,7 @@ def main(args: argparse.Namespace) -> None:
                                          bf16=args.bf16)
         else:
             train_loss, reward, reward_baseline = engine.train_scst(model, dict_train, optim, scorer, vocab, device, e,
-                                                                    info, smoke=smoke, bf16=args.bf16)
+                                                                    info, smoke=smoke, bf16=args.bf16, cache=cache)
             if writer is not None:
                 writer.add_scalar("data/reward", reward, e)
                 writer.add_scalar("data/reward_baseline", reward_baseline, e)
@@ -204,15 +205,17 @@ def main(args: argparse.Namespace) -> None:
         if info.is_main:
             val_loss = engine.evaluate_loss(model, loader_val, loss_fn, device, e, smoke=smoke)
             writer.add_scalar("data/val_loss", val_loss, e)
-            scores = engine.score_captions(engine.generate_captions(model, dict_val, vocab, device, f"Epoch {e} - evaluation",
-                                                                    smoke=smoke), meteor=not args.no_meteor)
+            captions = engine.generate_captions(model, dict_val, vocab, device, f"Epoch {e} - evaluation", smoke=smoke,
+                                                cache=cache)
+            scores = engine.score_captions(captions, meteor=not args.no_meteor)
             logger.info("Epoch %d: train loss %.4f, val loss %.4f; validation scores %s", e, train_loss, val_loss,
                         engine.original_format(scores))
             val_cider = scores["CIDEr"]
             log_scores(writer, "val", scores, e)
             # the original also scores the test split after every epoch
-            scores = engine.score_captions(engine.generate_captions(model, dict_test, vocab, device, f"Epoch {e} - test",
-                                                                    smoke=smoke), meteor=not args.no_meteor)
+            captions = engine.generate_captions(model, dict_test, vocab, device, f"Epoch {e} - test", smoke=smoke,
+                                                cache=cache)
+            scores = engine.score_captions(captions, meteor=not args.no_meteor)
             logger.info("Epoch %d: test scores %s", e, engine.original_format(scores))
             log_scores(writer, "test", scores, e)
             writer.flush()
