@@ -81,6 +81,15 @@ def broadcast_float(value: float, info: DistInfo) -> float:
     return float(t.item())
 
 
+def gather_objects(obj: object, info: DistInfo) -> list:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not info.distributed:
+        return [obj]
+    objects = [None] * info.world_size
+    dist.all_gather_object(objects, obj)
+    return objects
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()
