@@ -2,6 +2,8 @@
 
     python train.py --mode difnet_lrp --exp_name DIFNet_lrp [--features_path ... --pixel_path ... --annotation_folder ...]
     torchrun --nproc_per_node=2 train.py ...   # data-parallel (gloo on CPU, nccl on GPU); --batch_size stays global
+    torchrun --nnodes=M --nproc_per_node=N --rdzv-backend=c10d --rdzv-endpoint=HOST:PORT --rdzv-id=RUN \
+        --max-restarts=3 train.py ...         # several machines; a restarted group resumes from <exp>_last.pth
 """
 from __future__ import annotations
 

@@ -201,3 +201,4 @@ def test_the_decode_cache_keeps_the_toy_captions(difnet_run, toy):
     cpu = torch.device("cpu")
     reprojected = engine.generate_captions(model, loader, vocab, cpu, progress=False, cache=False)
     assert reprojected == after == engine.generate_captions(model, loader, vocab, cpu, progress=False, cache=True)
+
