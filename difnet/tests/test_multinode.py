@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,12 @@ def train_args(toy: Path, out: Path, *, dropout: str) -> list[str]:
             "--switch_epoch", "0", "--max_epochs", "2"]
 
 
+def unique_run_id(name: str) -> str:
+    """A --rdzv-id no other run on this machine uses: should two runs pick the same free port, the second agent
+    joins the first one's rendezvous store as a client, and equal run ids would mix the two groups."""
+    return f"{name}-{uuid.uuid4().hex[:12]}"
+
+
 def torchrun(nnodes: int, nproc: int, port: int, run_id: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc_per_node={nproc}",
             "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", f"--rdzv-id={run_id}", *extra]
@@ -60,10 +67,27 @@ def wait_all(procs: list[subprocess.Popen], logs: list[Path]) -> None:
     finally:
         for proc in procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                kill_tree(proc)
     for proc, log in zip(procs, logs):
         assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a launch, its workers (torchrun starts each in a session of its own) and their children."""
+    for pid in reversed(descendants(proc.pid)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in children(pid):
+        found += [child, *descendants(child)]
+    return found
 
 
 def scalars(out: Path, tag: str) -> list[float]:
@@ -80,8 +104,8 @@ def test_two_nodes_give_the_losses_of_one_process(small_toy, tmp_path):
     wait_all([start([sys.executable, *train_args(small_toy, one, dropout="0")], one / "log")], [one / "log"])
     two = tmp_path / "two"
     port, logs = free_port(), [two / "node0.log", two / "node1.log"]
-    wait_all([start(torchrun(2, 1, port, "two-nodes") + train_args(small_toy, two, dropout="0"), log) for log in logs],
-             logs)
+    launcher = torchrun(2, 1, port, unique_run_id("two-nodes"))
+    wait_all([start(launcher + train_args(small_toy, two, dropout="0"), log) for log in logs], logs)
     assert torch.load(two / "models" / "run_last.pth", weights_only=False)["use_rl"]
     # no dropout, token-weighted gradients, the same data order: the runs differ only by float summation order.
     # Validation runs on rank 0 over the whole split (train_loss and reward are rank 0's share of each batch).
@@ -93,8 +117,10 @@ def test_two_nodes_give_the_losses_of_one_process(small_toy, tmp_path):
 
 
 def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:  # the process has exited
+        return []
 
 
 def rank_of(pid: int) -> int | None:
@@ -120,18 +146,19 @@ def test_an_elastic_restart_after_a_killed_worker_reaches_the_uninterrupted_weig
     """2 workers, dropout on (per-rank RNG states): rank 0 is killed during epoch 1 (SCST), torchrun restarts
     the group, which resumes from epoch 0's checkpoint and ends with the weights of an uninterrupted run."""
     full = tmp_path / "full"
-    launcher = torchrun(1, 2, free_port(), "full", "--max-restarts=1")
+    launcher = torchrun(1, 2, free_port(), unique_run_id("full"), "--max-restarts=1")
     wait_all([start(launcher + train_args(small_toy, full, dropout="0.1"), full / "log")], [full / "log"])
 
     split = tmp_path / "split"
-    launcher = torchrun(1, 2, free_port(), "split", "--max-restarts=1")
+    run_id = unique_run_id("split")
+    launcher = torchrun(1, 2, free_port(), run_id, "--max-restarts=1")
     proc = start(launcher + train_args(small_toy, split, dropout="0.1"), split / "log")
     try:
         kill_rank0_after_first_checkpoint(proc, split / "models" / "run_last.pth")
     finally:
         wait_all([proc], [split / "log"])
     log = (split / "log").read_text()
-    assert "Elastic restart 1 of run split" in log and "Resuming from epoch 0" in log, log[-3000:]
+    assert f"Elastic restart 1 of run {run_id}" in log and "Resuming from epoch 0" in log, log[-3000:]
 
     expected = torch.load(full / "models" / "run_last.pth", weights_only=False)
     resumed = torch.load(split / "models" / "run_last.pth", weights_only=False)
