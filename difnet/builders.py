@@ -43,6 +43,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--fused_attention", action="store_true",
                         help="torch's scaled_dot_product_attention (same function; faster on GPU)")
+    parser.add_argument("--decode_cache", type=str, default="on", choices=("on", "off"),
+                        help="beam search keeps projected keys/values, one position per step ('off': the original's "
+                             "re-projection of the whole prefix at every step; same captions)")
 
 
 def model_config(args: argparse.Namespace, vocab: Vocab) -> ModelConfig:
@@ -124,13 +127,13 @@ def config_dict(cfg: ModelConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def atomic_save(obj: object, path: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
+def save_checkpoint(obj: object, last_path: str, best_path: str | None = None) -> None:
+    """Write ``last_path`` (and first ``best_path`` when given) atomically: a reader, or a run killed at any
+    moment, finds either the previous file or the complete new one, and a new ``last`` implies its ``best``."""
+    tmp = f"{last_path}.tmp{os.getpid()}"
     torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_copy(src: str, dst: str) -> None:
-    tmp = f"{dst}.tmp{os.getpid()}"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    if best_path is not None:
+        best_tmp = f"{best_path}.tmp{os.getpid()}"
+        shutil.copyfile(tmp, best_tmp)
+        os.replace(best_tmp, best_path)
+    os.replace(tmp, last_path)

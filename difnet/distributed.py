@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -39,8 +40,20 @@ def init_distributed_mode() -> DistInfo:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend)
+    dist.init_process_group(backend=backend, store=restart_store(rank, world_size), rank=rank, world_size=world_size)
     return DistInfo(rank, world_size, local_rank, f"cuda:{local_rank}" if backend == "nccl" else "cpu")
+
+
+def restart_store(rank: int, world_size: int) -> dist.Store:
+    """torchrun's store, with the keys of each elastic restart under their own prefix.
+
+    torchrun keeps one store across restarts: without the prefix, a restarted worker can read the address a killed
+    worker of the previous attempt published and wait for it (gloo: "connectFullMesh failed ... Connection refused").
+    """
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=rank == 0 and not agent_store, timeout=timedelta(minutes=30))
+    return dist.PrefixStore(f"restart_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def broadcast_parameters(model: nn.Module, info: DistInfo) -> None:
@@ -79,6 +92,15 @@ def broadcast_float(value: float, info: DistInfo) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=info.device)
     dist.broadcast(t, src=0)
     return float(t.item())
+
+
+def gather_objects(obj: object, info: DistInfo) -> list:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not info.distributed:
+        return [obj]
+    objects = [None] * info.world_size
+    dist.all_gather_object(objects, obj)
+    return objects
 
 
 def barrier(info: DistInfo) -> None:

@@ -78,7 +78,7 @@ def scst_rewards(scorer: CiderD, candidates: list[str], refs: list[list[str]], b
 
 def train_scst(model: CaptioningModel, loader: DataLoader, optim: torch.optim.Optimizer, scorer: CiderD,
                vocab: Vocab, device: torch.device, epoch: int, info: DistInfo, *, smoke: bool = False,
-               bf16: bool = False) -> tuple[float, float, float]:
+               bf16: bool = False, cache: bool = True) -> tuple[float, float, float]:
     """One epoch of self-critical training: reward CIDEr-D of the 5 beams, baseline their mean.
 
     Returns the mean loss, reward and baseline over batches.
@@ -92,7 +92,8 @@ def train_scst(model: CaptioningModel, loader: DataLoader, optim: torch.optim.Op
             grid = batch.grid.to(device)
             seg = batch.seg.to(device) if batch.seg is not None else None
             with autocast(device, bf16):
-                outs, log_probs = beam_search(model, grid, seg, MAX_LEN, eos, BEAM_SIZE, out_size=BEAM_SIZE)
+                outs, log_probs = beam_search(model, grid, seg, MAX_LEN, eos, BEAM_SIZE, out_size=BEAM_SIZE,
+                                              cache=cache)
             optim.zero_grad()
             caps_gen = decode(outs.view(-1, MAX_LEN), vocab)  # the original scores them without merging repeats
             reward = scst_rewards(scorer, caps_gen, batch.refs, BEAM_SIZE).astype(np.float32)
@@ -137,7 +138,7 @@ def evaluate_loss(model: CaptioningModel, loader: DataLoader, loss_fn: nn.Module
 @torch.no_grad()
 def generate_captions(model: CaptioningModel, loader: DataLoader, vocab: Vocab, device: torch.device,
                       desc: str = "evaluation", *, smoke: bool = False,
-                      progress: bool = True) -> list[tuple[int, str, list[str]]]:
+                      progress: bool = True, cache: bool = True) -> list[tuple[int, str, list[str]]]:
     """(image_id, generated caption, reference captions) per image: beam 5, 20 words, repeats merged."""
     model.eval()
     eos = vocab.stoi["<eos>"]
@@ -145,7 +146,7 @@ def generate_captions(model: CaptioningModel, loader: DataLoader, vocab: Vocab, 
     with _progress(desc, len(loader), progress) as pbar:
         for batch in skip_empty(loader):
             seg = batch.seg.to(device) if batch.seg is not None else None
-            out, _ = beam_search(model, batch.grid.to(device), seg, MAX_LEN, eos, BEAM_SIZE, out_size=1)
+            out, _ = beam_search(model, batch.grid.to(device), seg, MAX_LEN, eos, BEAM_SIZE, out_size=1, cache=cache)
             for image_id, words, refs in zip(batch.image_ids.tolist(), decode(out, vocab, join_words=False),
                                              batch.refs):
                 results.append((image_id, merge_repeats(words), refs))

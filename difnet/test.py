@@ -75,7 +75,8 @@ def predict(args: argparse.Namespace, suffix: str = "") -> list[tuple[int, str, 
     corrupt = CorruptSamples() if args.skip_corrupt else None
     loader = DataLoader(ImageDataset(test, grid, seg, corrupt), batch_size=args.batch_size, num_workers=args.workers,
                         collate_fn=collate_images)
-    results = engine.generate_captions(model, loader, vocab, torch.device(args.device), "Evaluation")
+    results = engine.generate_captions(model, loader, vocab, torch.device(args.device), "Evaluation",
+                                       cache=args.decode_cache == "on")
     if corrupt is not None:
         logger.info("--skip_corrupt: skipped %d corrupt images of %d", corrupt.count, len(loader.dataset))
     return results

@@ -2,6 +2,8 @@
 
     python train.py --mode difnet_lrp --exp_name DIFNet_lrp [--features_path ... --pixel_path ... --annotation_folder ...]
     torchrun --nproc_per_node=2 train.py ...   # data-parallel (gloo on CPU, nccl on GPU); --batch_size stays global
+    torchrun --nnodes=M --nproc_per_node=N --rdzv-backend=c10d --rdzv-endpoint=HOST:PORT --rdzv-id=RUN \
+        --max-restarts=3 train.py ...         # several machines; a restarted group resumes from <exp>_last.pth
 """
 from __future__ import annotations
 
@@ -19,12 +21,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 
 import engine
-from builders import (add_data_args, add_model_args, atomic_copy, atomic_save, config_dict, load_checkpoint,
-                      load_weights, model_config, visual_inputs, vocab_for_training)
+from builders import (add_data_args, add_model_args, config_dict, load_checkpoint, load_weights, model_config,
+                      save_checkpoint, visual_inputs, vocab_for_training)
 from data.coco import (CaptionDataset, CorruptSamples, ImageDataset, check_visual_inputs, collate_captions,
                        collate_images, load_splits)
 from data.text import CaptionTokenizer
-from distributed import DistInfo, barrier, broadcast_float, broadcast_parameters, init_distributed_mode
+from distributed import (DistInfo, barrier, broadcast_float, broadcast_parameters, gather_objects,
+                         init_distributed_mode)
 from errors import ensure_writable_dir, run_entry_point
 from models import CaptioningModel
 from shared_eval.captions import CiderD, tokenize
@@ -87,12 +90,36 @@ def rng_states() -> dict:
     }
 
 
-def restore_rng_states(data: dict) -> None:
+def restore_rng_states(data: dict, info: DistInfo | None = None) -> None:
+    """The RNG states a checkpoint saved for this rank (rank 0's, the original's keys, when it holds no per-rank
+    states for this world size)."""
+    per_rank = data.get("rank_rng_states")
+    if info is not None and per_rank is not None and len(per_rank) == info.world_size:
+        data = per_rank[info.rank]
     torch.set_rng_state(data["torch_rng_state"])
     if torch.cuda.is_available() and data["cuda_rng_state"].numel():
         torch.cuda.set_rng_state(data["cuda_rng_state"])
     np.random.set_state(data["numpy_rng_state"])
     random.setstate(data["random_rng_state"])
+
+
+def elastic_restart() -> bool:
+    """True in a worker that torchrun restarted (--max-restarts) after a failure of the group."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+
+
+def run_id() -> str | None:
+    """torchrun's --rdzv-id of this run (None outside torchrun)."""
+    return os.environ.get("TORCHELASTIC_RUN_ID")
+
+
+def elastic_checkpoint(last_path: str) -> dict | None:
+    """The last checkpoint of this run when torchrun restarted the group after a failure (--max-restarts), else
+    None (also when the file was written by another run, e.g. an earlier launch)."""
+    if not elastic_restart() or not os.path.exists(last_path):
+        return None
+    data = load_checkpoint(last_path)
+    return data if data.get("run_id") == run_id() else None
 
 
 def make_loader(dataset, batch_size: int, info: DistInfo, args, collate, *, shuffle: bool, drop_last: bool = False,
@@ -125,6 +152,7 @@ def main(args: argparse.Namespace) -> None:
     device = torch.device(args.device if args.device != "cuda" or not info.distributed else f"cuda:{info.local_rank}")
     logger.info("%s", args)
     smoke = args.exp_name == "test"
+    cache = args.decode_cache == "on"
     if info.is_main:  # outputs first: a run must not fail at its first checkpoint
         ensure_writable_dir(args.model_path, "--model_path")
         ensure_writable_dir(os.path.join(args.logs_folder, args.exp_name), "--logs_folder")
@@ -168,23 +196,32 @@ def main(args: argparse.Namespace) -> None:
     last_path = os.path.join(args.model_path, f"{args.exp_name}_last.pth")
     best_path = os.path.join(args.model_path, f"{args.exp_name}_best.pth")
 
-    if args.resume_last or args.resume_best:
-        fname = last_path if args.resume_last else best_path
-        if os.path.exists(fname):
-            data = load_checkpoint(fname)
-            restore_rng_states(data)
-            load_weights(model, data["state_dict"], fname, strict=False)  # strict=False as the original
-            use_rl = data["use_rl"]
-            if use_rl:
-                optim = Adam(model.parameters(), lr=args.rl_lr)
-            optim.load_state_dict(data["optimizer"])
-            scheduler.load_state_dict(data["scheduler"])
-            start_epoch, best_cider, patience = data["epoch"] + 1, data["best_cider"], data["patience"]
-            logger.info("Resuming from epoch %d, validation loss %f, and best cider %f (patience %d)",
-                        data["epoch"], data["val_loss"], data["best_cider"], patience)
+    end_epoch = args.max_epochs
+    data = elastic_checkpoint(last_path)
+    elastic = data is not None
+    if elastic:
+        # torchrun restarted the group: continue this run from its last checkpoint, up to the launch's end epoch
+        logger.info("Elastic restart %s of run %s", os.environ["TORCHELASTIC_RESTART_COUNT"], run_id())
+        resume_path, end_epoch = last_path, data["end_epoch"]
+    elif args.resume_last or args.resume_best:
+        resume_path = last_path if args.resume_last else best_path
+        data = load_checkpoint(resume_path) if os.path.exists(resume_path) else None
+    if data is not None:
+        restore_rng_states(data, info)
+        load_weights(model, data["state_dict"], resume_path, strict=False)  # strict=False as the original
+        use_rl = data["use_rl"]
+        if use_rl:
+            optim = Adam(model.parameters(), lr=args.rl_lr)
+        optim.load_state_dict(data["optimizer"])
+        scheduler.load_state_dict(data["scheduler"])
+        start_epoch, best_cider, patience = data["epoch"] + 1, data["best_cider"], data["patience"]
+        if not elastic:
+            end_epoch = start_epoch + args.max_epochs  # the original's --resume_last/--resume_best
+        logger.info("Resuming from epoch %d, validation loss %f, and best cider %f (patience %d)",
+                    data["epoch"], data["val_loss"], data["best_cider"], patience)
 
     logger.info("Training starts")
-    for e in range(start_epoch, start_epoch + args.max_epochs):
+    for e in range(start_epoch, end_epoch):
         for loader in (loader_train, dict_train):
             loader.sampler.set_epoch(e)
         if not use_rl:
@@ -193,7 +230,7 @@ def main(args: argparse.Namespace) -> None:
                                          bf16=args.bf16)
         else:
             train_loss, reward, reward_baseline = engine.train_scst(model, dict_train, optim, scorer, vocab, device, e,
-                                                                    info, smoke=smoke, bf16=args.bf16)
+                                                                    info, smoke=smoke, bf16=args.bf16, cache=cache)
             if writer is not None:
                 writer.add_scalar("data/reward", reward, e)
                 writer.add_scalar("data/reward_baseline", reward_baseline, e)
@@ -204,15 +241,17 @@ def main(args: argparse.Namespace) -> None:
         if info.is_main:
             val_loss = engine.evaluate_loss(model, loader_val, loss_fn, device, e, smoke=smoke)
             writer.add_scalar("data/val_loss", val_loss, e)
-            scores = engine.score_captions(engine.generate_captions(model, dict_val, vocab, device, f"Epoch {e} - evaluation",
-                                                                    smoke=smoke), meteor=not args.no_meteor)
+            captions = engine.generate_captions(model, dict_val, vocab, device, f"Epoch {e} - evaluation", smoke=smoke,
+                                                cache=cache)
+            scores = engine.score_captions(captions, meteor=not args.no_meteor)
             logger.info("Epoch %d: train loss %.4f, val loss %.4f; validation scores %s", e, train_loss, val_loss,
                         engine.original_format(scores))
             val_cider = scores["CIDEr"]
             log_scores(writer, "val", scores, e)
             # the original also scores the test split after every epoch
-            scores = engine.score_captions(engine.generate_captions(model, dict_test, vocab, device, f"Epoch {e} - test",
-                                                                    smoke=smoke), meteor=not args.no_meteor)
+            captions = engine.generate_captions(model, dict_test, vocab, device, f"Epoch {e} - test", smoke=smoke,
+                                                cache=cache)
+            scores = engine.score_captions(captions, meteor=not args.no_meteor)
             logger.info("Epoch %d: test scores %s", e, engine.original_format(scores))
             log_scores(writer, "test", scores, e)
             writer.flush()
@@ -238,14 +277,18 @@ def main(args: argparse.Namespace) -> None:
             logger.info("Switching to RL")
         if switch_to_rl and not best:
             data = load_checkpoint(best_path)
-            restore_rng_states(data)
+            restore_rng_states(data, info)
             load_weights(model, data["state_dict"], best_path)
             logger.info("Resuming from epoch %d, validation loss %f, and best cider %f", data["epoch"],
                         data["val_loss"], data["best_cider"])
 
+        all_rng_states = gather_objects(rng_states(), info)
         if info.is_main:
-            atomic_save({
+            save_checkpoint({
                 **rng_states(),
+                "rank_rng_states": all_rng_states,  # not in the original: each rank's, for elastic restarts
+                "run_id": run_id(),
+                "end_epoch": end_epoch,
                 "epoch": e,
                 "val_loss": val_loss,
                 "val_cider": val_cider,
@@ -256,9 +299,7 @@ def main(args: argparse.Namespace) -> None:
                 "best_cider": best_cider,
                 "use_rl": use_rl,
                 "config": config_dict(cfg),  # not in the original: the model sizes, for test.py
-            }, last_path)
-            if best:
-                atomic_copy(last_path, best_path)
+            }, last_path, best_path if best else None)
         barrier(info)
         if exit_train:
             break

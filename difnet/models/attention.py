@@ -28,11 +28,20 @@ class ScaledDotProductAttention(Recorder):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """queries (b, nq, d), keys/values (b, nk, d); attention_mask broadcastable to (b, h, nq, nk), True = masked."""
+        return self.attend(queries, *self.project_keys_values(keys, values), attention_mask)
+
+    def project_keys_values(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b, nk, h * d_k) keys and (b, nk, h * d_v) values, as ``attend`` takes them (and decoding caches them)."""
+        return self.fc_k(keys), self.fc_v(values)
+
+    def attend(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+               attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of the (un-projected) queries over already projected keys and values."""
         b_s, nq = queries.shape[:2]
         nk = keys.shape[1]
         q = self.fc_q(queries).view(b_s, nq, self.h, self.d_k).permute(0, 2, 1, 3)  # (b, h, nq, d_k)
-        k = self.fc_k(keys).view(b_s, nk, self.h, self.d_k).permute(0, 2, 3, 1)  # (b, h, d_k, nk)
-        v = self.fc_v(values).view(b_s, nk, self.h, self.d_v).permute(0, 2, 1, 3)  # (b, h, nk, d_v)
+        k = keys.view(b_s, nk, self.h, self.d_k).permute(0, 2, 3, 1)  # (b, h, d_k, nk)
+        v = values.view(b_s, nk, self.h, self.d_v).permute(0, 2, 1, 3)  # (b, h, nk, d_v)
         if self.fused and not self.recording:
             mask = None if attention_mask is None else ~attention_mask
             dropout_p = self.dropout.p if self.training else 0.0
@@ -63,11 +72,15 @@ class ScaledDotProductAttention(Recorder):
 
 
 class MultiHeadAttention(StatefulModule, Recorder):
-    """``layer_norm(queries + dropout(attention(queries, keys, values)))``; the decoder's self-attention caches
-    its keys and values while decoding step by step."""
+    """``layer_norm(queries + dropout(attention(queries, keys, values)))``.
+
+    While decoding step by step, the decoder's self-attention (``can_be_stateful``) keeps the keys and values of
+    the prefix, and its cross-attention (``caches_memory``) projects the encoder output once per sequence.
+    Relevance propagation needs a teacher-forced forward pass, never a decoding step, so it is unaffected.
+    """
 
     def __init__(self, d_model: int, d_k: int, d_v: int, h: int, dropout: float, *, can_be_stateful: bool = False,
-                 spare_norm: bool = False, fused: bool = False) -> None:
+                 caches_memory: bool = False, spare_norm: bool = False, fused: bool = False) -> None:
         super().__init__()
         self.attention = ScaledDotProductAttention(d_model, d_k, d_v, h, dropout, fused)
         self.dropout = nn.Dropout(dropout)
@@ -79,18 +92,37 @@ class MultiHeadAttention(StatefulModule, Recorder):
         if can_be_stateful:
             self.register_state("running_keys", torch.zeros((0, d_model)))
             self.register_state("running_values", torch.zeros((0, d_model)))
+        self.caches_memory = caches_memory
+        if caches_memory:  # not in the original's state dict
+            self.register_state("memory_keys", torch.zeros((0, h * d_k)), persistent=False, beam_shared=True)
+            self.register_state("memory_values", torch.zeros((0, h * d_v)), persistent=False, beam_shared=True)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.can_be_stateful and self.is_stateful:
-            # M² caches the un-projected inputs and re-projects the whole prefix at every step
-            self.running_keys = torch.cat([self.running_keys, keys], 1)
-            keys = self.running_keys
-            self.running_values = torch.cat([self.running_values, values], 1)
-            values = self.running_values
-        out = self.dropout(self.attention(queries, keys, values, attention_mask))
+        if self.is_stateful and self.caches_projections and (self.can_be_stateful or self.caches_memory):
+            out = self._cached_attention(queries, keys, values, attention_mask)
+        else:
+            if self.can_be_stateful and self.is_stateful:
+                # M² caches the un-projected inputs and re-projects the whole prefix at every step
+                self.running_keys = torch.cat([self.running_keys, keys], 1)
+                keys = self.running_keys
+                self.running_values = torch.cat([self.running_values, values], 1)
+                values = self.running_values
+            out = self.attention(queries, keys, values, attention_mask)
+        out = self.dropout(out)
         self.record(queries=queries, out=out)
         return self.layer_norm(queries + out)
+
+    def _cached_attention(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                          attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.can_be_stateful:  # self-attention: project this step's position only, append it to the prefix
+            k, v = self.attention.project_keys_values(keys, values)
+            self.running_keys = torch.cat([self.running_keys, k], 1)
+            self.running_values = torch.cat([self.running_values, v], 1)
+            return self.attention.attend(queries, self.running_keys, self.running_values, attention_mask)
+        if self.memory_keys.shape[1] == 0:  # cross-attention: the encoder output is projected at the first step
+            self.memory_keys, self.memory_values = self.attention.project_keys_values(keys, values)
+        return self.attention.attend(queries, self.memory_keys, self.memory_values, attention_mask)
 
     def relprop(self, R: torch.Tensor, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         queries = self.saved("queries")

@@ -17,7 +17,8 @@ class DecoderLayer(StatefulModule, Recorder):
         super().__init__()
         self.self_att = MultiHeadAttention(d_model, d_k, d_v, h, dropout, can_be_stateful=True, spare_norm=spare_norms,
                                            fused=fused)
-        self.enc_att = MultiHeadAttention(d_model, d_k, d_v, h, dropout, spare_norm=spare_norms, fused=fused)
+        self.enc_att = MultiHeadAttention(d_model, d_k, d_v, h, dropout, caches_memory=True, spare_norm=spare_norms,
+                                          fused=fused)
         self.dropout1 = nn.Dropout(dropout)
         self.lnorm1 = nn.LayerNorm(d_model)
         self.dropout2 = nn.Dropout(dropout)

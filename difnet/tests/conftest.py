@@ -12,20 +12,24 @@ torch.set_num_threads(1)
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+    parser.addoption("--multinode", action="store_true", default=False,
+                     help="also run tests marked multinode (torchrun on loopback; make test-multinode)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer than the 4-minute suite budget allows; run with --runslow")
+    config.addinivalue_line("markers", "multinode: several torchrun launches on 127.0.0.1; run with --multinode")
     config.addinivalue_line("markers", "parity: parity with the original code or batch invariance (make test-portability)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    for marker, option in (("slow", "--runslow"), ("multinode", "--multinode")):
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=f"{marker}: run with {option}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

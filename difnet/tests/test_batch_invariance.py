@@ -2,7 +2,8 @@
 
 Batch-1 decoding once shifted the decoder's positions for every later call (the running position was a view of
 the stored default and was incremented in place), so this decodes the same images one at a time, twice, and in
-batches ending with a batch of one, and compares with one batch of all of them.
+batches ending with a batch of one, and compares with one batch of all of them. The beam search runs with its
+default key/value cache (the cross-attention keys are projected at the batch's size, once per decode).
 """
 import pytest
 import torch

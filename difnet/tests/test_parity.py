@@ -45,7 +45,7 @@ def parity_model(mode: str, dtype: torch.dtype = torch.float64, fused: bool = Fa
     return model.to(dtype).eval()
 
 
-def outputs(model: CaptioningModel, *, beams: bool = True) -> dict[str, torch.Tensor]:
+def outputs(model: CaptioningModel, *, beams: bool = True, cache: bool = True) -> dict[str, torch.Tensor]:
     """Teacher-forced log-probabilities and the 5 beams, as the fixture script records them from the original."""
     dtype = next(model.parameters()).dtype
     grid, seg, seq = parity_inputs(dtype)
@@ -53,7 +53,8 @@ def outputs(model: CaptioningModel, *, beams: bool = True) -> dict[str, torch.Te
         result = {"logprobs": model(grid, seq, seg)}
         if beams:
             result["beam_tokens"], result["beam_logprobs"] = beam_search(
-                model, grid, seg, BEAM["max_len"], BEAM["eos"], BEAM["beam_size"], out_size=BEAM["beam_size"])
+                model, grid, seg, BEAM["max_len"], BEAM["eos"], BEAM["beam_size"], out_size=BEAM["beam_size"],
+                cache=cache)
     return result
 
 
@@ -75,9 +76,12 @@ def lrp_outputs(model: CaptioningModel) -> dict[str, torch.Tensor]:
     return {"inp_lrp": torch.stack(inp), "out_lrp": torch.stack(dec)}
 
 
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "reprojecting"])
 @pytest.mark.parametrize("mode", MODES)
-def test_forward_and_beam_search_match_original_in_float64(mode):
-    result = outputs(parity_model(mode))
+def test_forward_and_beam_search_match_original_in_float64(mode, cache):
+    """Both decoding paths: projected keys/values cached (the default) and the original's prefix re-projection
+    (measured gap of the cached beam log-probabilities: 1.5e-14)."""
+    result = outputs(parity_model(mode), cache=cache)
     expected = EXPECTED[mode]
     torch.testing.assert_close(result["logprobs"], expected["logprobs"], **FLOAT64)
     assert torch.equal(result["beam_tokens"], expected["beam_tokens"])

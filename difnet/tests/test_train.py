@@ -189,3 +189,16 @@ def test_kill_then_resume_reaches_the_same_weights_and_logs_tensorboard(small_to
     assert [e.step for e in events.Scalars("data/train_loss")] == [0, 1]
     assert events.Scalars("data/val_loss")[-1].value == pytest.approx(full["val_loss"], rel=1e-6)
     assert events.Scalars("data/val_cider")[-1].value == pytest.approx(full["val_cider"], rel=1e-6)
+
+
+def test_the_decode_cache_keeps_the_toy_captions(difnet_run, toy):
+    """On the trained toy model, the cached beam search captions the test split as the original's path does."""
+    model, vocab, _, after, _ = difnet_run
+    splits = load_splits(str(toy / "annotations"))
+    loader = DataLoader(ImageDataset(splits["test"], GridFeatures(str(toy / "coco_grid_feats2.hdf5")),
+                                     SegmentationFeatures(str(toy / "segmentations"))),
+                        batch_size=10, collate_fn=collate_images)
+    cpu = torch.device("cpu")
+    reprojected = engine.generate_captions(model, loader, vocab, cpu, progress=False, cache=False)
+    assert reprojected == after == engine.generate_captions(model, loader, vocab, cpu, progress=False, cache=True)
+
