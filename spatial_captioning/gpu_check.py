@@ -39,7 +39,7 @@ def scst_iteration(model: TransformerModel, data: dict, seq_per_img: int, precis
         greedy = greedy_ids(model, pick).cpu().numpy().astype(np.uint32)
     gts = [np.concatenate([greedy[i:i + 1], refs[1:]]) for i, refs in enumerate(data["gts"])]
     scorer = CiderD.from_references([[array_to_str(r) for r in refs] for refs in gts])
-    options = argparse.Namespace(cider_reward_weight=1.0, bleu_reward_weight=0.0)
+    options = argparse.Namespace(cider_reward_weight=1.0, bleu_reward_weight=0.0, decode_cache=1)
     optimizer = get_std_opt(model, factor=1, warmup=10000)
     model.train()
     with harness.Stopwatch(settings.device) as watch:

@@ -275,7 +275,9 @@ CLIP4IDC_TOY_MODEL = ["--clip_random_init", "--compact_vocab", "--clip_embed_dim
 
 
 def test_toy_clip4idc(tmp_path):
-    toy = toy_data(tmp_path, "idc", "clip4idc", 16)
+    # make clip4idc-demo trains on a toy set of its own, in runs/demo/clip4idc/toy: the rows read it there
+    toy = tmp_path / "demo" / "clip4idc" / "toy"
+    run_python(["-m", "toydata.idc", "--out", str(toy), "--size", "16"], ROOT)
     data = str(toy / "clevr_change" / "data")
     # stage 1 for one epoch, as make clip4idc-demo runs it: pytorch_model.bin.0 in retrieval/
     run_python(["main_task_retrieval.py", "--do_train", "--epochs", "1", "--batch_size", "16", "--data_path", data,
