@@ -477,11 +477,14 @@ def main(argv: list[str] | None = None) -> int:
                    if name not in {r.id for r in rows} | {r.subproject for r in rows}]
         if unknown:
             raise TablesError(f"--only {unknown[0]}: no such row id or subproject in {args.rows}")
+        python = shutil.which(args.python)
+        if python is None:
+            raise TablesError(f"--python {args.python}: no such executable (run make setup, or give the venv's python)")
     except TablesError as exc:
         print(f"tables.py: {exc}", file=sys.stderr)
         return 2
     mode = "toy" if args.toy else "real"
-    places = Places(python=args.python, root=ROOT, data=Path(args.data_dir).resolve(),
+    places = Places(python=os.path.abspath(python), root=ROOT, data=Path(args.data_dir).resolve(),
                     toy=Path(args.toy_dir).resolve(), demo=Path(args.demo_dir).resolve(),
                     runs=Path(args.runs).resolve(),
                     device=args.device or ("cuda" if shutil.which("nvidia-smi") else "cpu"))

@@ -130,6 +130,12 @@ def test_unknown_row_is_one_line_and_exit_2(tmp_path, capsys):
     assert "--only nosuchrow" in err and len(err.strip().splitlines()) == 1
 
 
+def test_missing_python_is_one_line_and_exit_2(tmp_path, capsys):
+    assert tables.main(["--python", str(tmp_path / "no_venv" / "python"), "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--python" in err and "make setup" in err and len(err.strip().splitlines()) == 1
+
+
 def test_toy_row_without_checkpoint_names_make_demo(tmp_path):
     status = tables.main(["--toy", "--only", "difnet", "--toy_dir", str(tmp_path / "toy"), "--demo_dir",
                           str(tmp_path / "demo"), "--runs", str(tmp_path / "runs"), "--no_make_demo"])
