@@ -18,8 +18,8 @@ from engine import caption_cross_entropy, generate_captions, prep_optimizer, tra
 from errors import run_cli
 from modules.build import build_model, build_tokenizer, freeze_clip
 from params import parse_args
-from util import (get_logger, init_distributed_mode, log_to_file, resolve_precision, save_atomic, set_seed,
-                  wrap_ddp)
+from util import (compile_in_place, get_logger, init_distributed_mode, log_to_file, resolve_precision, save_atomic,
+                  set_seed, wrap_ddp)
 
 logger = logging.getLogger("clip4idc")
 
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     tokenizer = build_tokenizer(args)
     model = build_model(args, tokenizer, fp16=args.precision == "fp16").to(device)
+    if args.compile:
+        compile_in_place(model)
     frozen = freeze_clip(model, args.freeze_layer_num, args.datatype, "caption", args.linear_patch)
     logger.info("frozen CLIP parameters: %d tensors", len(frozen))
     test_loader, test_length = DATALOADER_DICT[args.datatype]["test"](args, tokenizer, "caption")

@@ -96,6 +96,9 @@ def get_args_parser(task_type: str) -> argparse.ArgumentParser:
                            "(--max-restarts)")
     ours.add_argument("--overwrite", action="store_true",
                       help="replace checkpoints an earlier run left in --output_dir (refused otherwise)")
+    ours.add_argument("--compile", action="store_true",
+                      help="torch.compile the vision tower and (caption) the decoder in place; checkpoints keep "
+                           "their keys. Opt-in: see README for the measured effect")
     ours.add_argument("--save_vis", type=str, default=None, help="caption: write before|after|captions figures here")
     ours.add_argument("--vis_num", type=int, default=8, help="pairs drawn by --save_vis")
     if task_type == "caption":

@@ -121,6 +121,14 @@ def save_atomic(obj: Any, path: str) -> None:
     os.replace(tmp, path)
 
 
+def compile_in_place(model: torch.nn.Module) -> None:
+    """torch.compile the vision tower and the decoder (if any) where they are, so state_dict keys stay the
+    released checkpoints'."""
+    model.clip.visual.compile()
+    if getattr(model, "decoder", None) is not None:
+        model.decoder.compile()
+
+
 def wrap_ddp(model: torch.nn.Module, args) -> torch.nn.Module:
     """DistributedDataParallel when launched with several processes (stage 2 leaves the text tower unused)."""
     if args.world_size <= 1:
