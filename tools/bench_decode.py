@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tools.files import write_text_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 CAPTIONERS = ["difnet", "spatial_captioning", "clip4idc"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -37,13 +39,6 @@ def run_one(folder: Path, quick: bool, timeout_s: int) -> dict:
         return json.loads(out.read_text())
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (each captioner well under 1.5 CPU minutes)")
@@ -61,7 +56,7 @@ def main() -> int:
             continue
         print(f"{subproject:20s} {result['old_s']:8.2f} {result['cached_s']:9.2f} {result['speedup']:8.2f}x  "
               f"{'yes' if result['identical'] else 'NO'}", flush=True)
-    write_atomically(args.out, json.dumps(results, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
     failed = [p for p, r in results.items() if "error" in r or not r.get("identical")]
     return 1 if failed or not results else 0

@@ -16,7 +16,6 @@ import copy
 import json
 import logging
 import math
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from tools.files import write_text_atomic
 
 logger = logging.getLogger("gpu_check")
 
@@ -380,7 +381,4 @@ def write_result(subproject: str, models: list[dict], settings: Settings, out: P
               "fp32": "TF32 off: full float32 products" if settings.on_gpu else "float32",
               "budget_s": settings.budget_s, "seconds": round(time.monotonic() - settings.started, 1),
               "models": models}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(result, indent=1))

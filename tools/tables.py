@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tools.files import write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 ROWS_FILE = ROOT / "tools" / "paper_rows.toml"
 LOG = logging.getLogger("tables")
@@ -361,16 +363,6 @@ def run_toy(row: Row, places: Places, timeout: float | None, make_demo: bool, ma
     return evaluate_row(row, "toy", places, timeout)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def read_previous(path: Path) -> dict:
     """The other mode's section of an earlier results.json (a missing or unreadable file: none)."""
     try:
@@ -425,8 +417,8 @@ def merge_rows(rows: list[Row], earlier: dict, now_run: dict) -> dict:
 
 
 def write_results(results: dict, out_dir: Path) -> None:
-    write_atomic(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
-    write_atomic(out_dir / "results.md", render_markdown(results))
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
+    write_text_atomic(out_dir / "results.md", render_markdown(results))
 
 
 def run_all(rows: list[Row], mode: str, places: Places, timeout: float | None,
