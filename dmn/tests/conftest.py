@@ -1,6 +1,7 @@
 """DMN test set-up: one torch thread, the package importable, toy data built once per session."""
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -57,3 +58,10 @@ def toy_data_default(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("toy_refer_default")
     write(out, seed=0)
     return out
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (visdom servers, torchrun rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

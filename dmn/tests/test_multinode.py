@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from conftest import free_port
 
 pytestmark = pytest.mark.multinode
 
@@ -44,12 +45,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LOGLEVEL":
        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
        "PYTHONPATH": os.pathsep.join([str(SUBPROJECT), str(SUBPROJECT.parent)])}
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_args(toy_data: Path, splits: Path, weights: Path, world_size: int) -> list[str]:

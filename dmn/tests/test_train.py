@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import free_port
 from dmn_pytorch import train
 from dmn_pytorch.models.checkpoint import read_state_dict
 
@@ -284,12 +285,6 @@ def test_empty_query_is_one_line(toy_data, tmp_path, monkeypatch):
     argv = TOY_MODEL + ["--data", str(data), "--split-root", str(tmp_path / "splits"), "--dataset", "referit",
                         "--val", "test", "--eval-first", "--epochs", "0", "--save-folder", str(tmp_path / "w")]
     assert "empty query" in cli_error(monkeypatch, argv)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
