@@ -1,13 +1,17 @@
-"""Toy demo: untrained accuracy -> brief GIN training at narrow width -> accuracy, against trivial baselines, with figures.
+"""Toy demo: untrained accuracy -> brief GIN training at narrow width -> accuracy, against trivial baselines, with figures;
+then the same for the paper's baseline, ZSGNet (configs/zsgnet.yaml), at the same widths and learning rate.
 
-    python code/demo.py --out DIR [--toy data/toy/gin] [--toy_seed 0] [--epochs 5] [--lr 3e-3] [--blank]
+    python code/demo.py --out DIR [--toy data/toy/gin] [--toy_seed 0] [--epochs 5] [--zsgnet_epochs 3] [--lr 3e-3]
+                        [--blank]
 
 Writes DIR/demo_result.json ({"metric", "before", "after", "baseline", "baseline_name", "lower_is_better",
-"baselines", "seconds", "cpu_seconds", "figures", ...}), DIR/predictions.png (toy test images, each with its two
-queries: ground truth in green, GIN's box in red, query and IoU under each) and DIR/val_curve.png. The baselines are
-exact expectations on the same split: a random object of the image and its largest object (``baseline`` is the
-stronger). ``--blank`` trains with every expression replaced by the same word (the model can then only guess one of
-the four objects).
+"baselines", "seconds", "cpu_seconds", "figures", "zsgnet", ...}: the headline figures are GIN's, "zsgnet" holds the
+baseline model's before/after), DIR/predictions.png (toy test images, each with its two queries: ground truth in
+green, GIN's box in red, query and IoU under each) and DIR/val_curve.png (both models). Each model's best-val-Acc
+checkpoint is main_dist's own, DIR/tmp/models/demo.pth (GIN) and demo_zsgnet.pth (ZSGNet): ``make tables TOY=1``
+evaluates them through the paper rows' commands. The baselines are exact expectations on the same split: a random
+object of the image and its largest object (``baseline`` is the stronger). ``--blank`` trains with every expression
+replaced by the same word (the model can then only guess one of the four objects).
 """
 from __future__ import annotations
 
@@ -24,11 +28,13 @@ import torch
 from shared_eval.boxes import paired_box_iou
 
 from baselines import toy_baselines
-from config import DEFAULT_CFG, load_config, merge_overrides, validate, validate_extras
+from config import DEFAULT_CFG, GIN_DIR, load_config, merge_overrides, validate, validate_extras
 from errors import GinError, exit_with
 from eval_script import evaluate as eval_accuracy
 from main_dist import Run
 from util.checkpoint import atomic_write_bytes, load_checkpoint
+
+LOG = logging.getLogger("gin.demo")
 
 TOY_OVERRIDES = {
     "ds_to_use": "toy", "word_vectors": "hash", "resize_img": "[128,128]", "backbone_width": "8",
@@ -39,6 +45,8 @@ TOY_OVERRIDES = {
 }
 # About 30 CPU s an epoch; lr 3e-3 beat 2e-3 at 5 epochs (README's demo section has the measured alternatives).
 DEMO_EPOCHS, DEMO_LR = 5, 3e-3
+# ZSGNet: about 20 CPU s an epoch of the same 110 batches; 3 epochs keep its stage near a minute of CPU.
+ZSGNET_CFG, ZSGNET_EPOCHS = GIN_DIR / "configs" / "zsgnet.yaml", 3
 
 
 def blank_expressions(toy: Path, out: Path) -> Path:
@@ -65,22 +73,27 @@ def test_accuracy(run: Run, toy_csv: Path) -> float:
 
 
 def train_briefly(toy: Path, tmp: Path, seconds: float | None = None, blank: bool = False,
-                  extra: dict[str, str] | None = None, cpu_seconds: float | None = None) -> dict:
-    """Before/after toy-test accuracy of a GIN run trained for ``epochs`` (from ``extra``; else until a budget), or
-    fewer when ``seconds`` wall or ``cpu_seconds`` CPU time run out (whole epochs: it stops after the epoch that
-    passes the budget)."""
+                  extra: dict[str, str] | None = None, cpu_seconds: float | None = None,
+                  cfg_file: Path = DEFAULT_CFG, uid: str = "demo") -> dict:
+    """Before/after toy-test accuracy of a run of ``cfg_file``'s model (GIN; ZSGNet with configs/zsgnet.yaml) trained
+    for ``epochs`` (from ``extra``; else until a budget), or fewer when ``seconds`` wall or ``cpu_seconds`` CPU time
+    run out (whole epochs: it stops after the epoch that passes the budget). main_dist's Run saves the best-val-Acc
+    epoch as tmp/models/<uid>.pth (or ``<uid>_blank``), the checkpoint that ``make tables TOY=1`` evaluates."""
     data = blank_expressions(toy, tmp / "blank") if blank else toy
-    cfg = merge_overrides(load_config(DEFAULT_CFG), toy_overrides(data, tmp, extra, toy / "saiapr_tc12_images"))
+    cfg = merge_overrides(load_config(cfg_file), toy_overrides(data, tmp, extra, toy / "saiapr_tc12_images"))
     validate(cfg)
     validate_extras(cfg)
     torch.manual_seed(cfg["seed"])
-    run = Run("demo_blank" if blank else "demo", cfg)
+    run = Run(f"{uid}_blank" if blank else uid, cfg)
     before = test_accuracy(run, data / "csv_dir")
     start, cpu_start = time.monotonic(), time.process_time()
     run.fit(deadline=None if seconds is None else start + seconds, cpu_budget=cpu_seconds)
     train_seconds, cpu_seconds = time.monotonic() - start, time.process_time() - cpu_start
-    if run.paths.model_file.is_file():  # the best-val-Acc epoch (none is saved while val Acc stays 0)
+    if run.paths.model_file.is_file():  # the best-val-Acc epoch
         load_checkpoint(run.paths.model_file, run.model)
+    else:  # val Acc stayed 0, so Run saved no epoch: the last one is the model evaluated below and kept
+        LOG.warning("val Acc stayed 0 in every epoch: saving the last epoch's model as %s", run.paths.model_file)
+        run.save(*run.make_optimizer())
     after = test_accuracy(run, data / "csv_dir")
     return {"run": run, "before": before, "after": after, "train_seconds": train_seconds, "cpu_seconds": cpu_seconds}
 
@@ -120,14 +133,19 @@ def draw_groundings(run: Run, toy: Path, path: Path, images: int = 4) -> None:
     plt.close(fig)
 
 
-def draw_curve(history: list[dict], before: float, baselines: dict[str, float], path: Path) -> None:
+def draw_curve(results: dict[str, dict], baselines: dict[str, float], path: Path) -> None:
+    """Val acc@0.5 per epoch of each model (``results``: name -> train_briefly's result), epoch 0 its untrained test
+    accuracy, against the val baselines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    ax.plot([0] + [h["epoch"] for h in history], [before] + [h["val_Acc"] for h in history], marker="o", label="GIN")
+    for name, result in results.items():
+        history = result["run"].history
+        ax.plot([0] + [h["epoch"] for h in history], [result["before"]] + [h["val_Acc"] for h in history], marker="o",
+                label=name)
     for (name, value), style in zip(baselines.items(), ("--", ":")):
         ax.axhline(value, ls=style, color="grey", label=f"{name} ({value:.3f})")
     ax.set_xlabel("epoch")
@@ -147,7 +165,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the seed the toy set was written with (its scenes give every object's box for the baselines)")
     parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS,
                         help="training epochs (a fixed count, so any machine gives the same result, only sooner or later)")
-    parser.add_argument("--lr", type=float, default=DEMO_LR, help="Adam learning rate of the demo's run")
+    parser.add_argument("--zsgnet_epochs", type=int, default=ZSGNET_EPOCHS,
+                        help="training epochs of the ZSGNet baseline's run, after GIN's (same widths, data and lr)")
+    parser.add_argument("--lr", type=float, default=DEMO_LR, help="Adam learning rate of the demo's runs")
     parser.add_argument("--seconds", type=float, default=0.0,
                         help="optional training wall-time cap: no new epoch starts after it (0: none)")
     parser.add_argument("--cpu_seconds", type=float, default=0.0,
@@ -163,15 +183,23 @@ def main(argv: list[str] | None = None) -> dict:
         exit_with(exc)
     result = train_briefly(args.toy, args.out / "tmp", args.seconds or None, blank=args.blank,
                            extra={"epochs": str(args.epochs), "lr": str(args.lr)}, cpu_seconds=args.cpu_seconds or None)
+    zsgnet_cpu_start = time.process_time()
+    zsgnet = train_briefly(args.toy, args.out / "tmp", blank=args.blank, cfg_file=ZSGNET_CFG, uid="demo_zsgnet",
+                           extra={"epochs": str(args.zsgnet_epochs), "lr": str(args.lr)})
+    zsgnet_cpu_seconds = time.process_time() - zsgnet_cpu_start
     figures = [args.out / "predictions.png", args.out / "val_curve.png"]
     draw_groundings(result["run"], args.toy, figures[0])
-    draw_curve(result["run"].history, result["before"], baselines["val"], figures[1])
+    draw_curve({"GIN": result, "ZSGNet": zsgnet}, baselines["val"], figures[1])
     name, value = max(baselines["test"].items(), key=lambda item: item[1])
     summary = {"metric": "acc@0.5 (toy test)" + (" blanked expressions" if args.blank else ""),
                "before": result["before"], "after": result["after"], "baseline": value, "baseline_name": name,
                "lower_is_better": False, "baselines": baselines["test"], "seconds": time.monotonic() - start,
                "cpu_seconds": time.process_time() - cpu_start, "train_cpu_seconds": result["cpu_seconds"],
-               "epochs": len(result["run"].history), "figures": [str(f) for f in figures]}
+               "epochs": len(result["run"].history), "figures": [str(f) for f in figures],
+               "zsgnet": {"before": zsgnet["before"], "after": zsgnet["after"], "epochs": len(zsgnet["run"].history),
+                          "cpu_seconds": zsgnet_cpu_seconds, "train_cpu_seconds": zsgnet["cpu_seconds"],
+                          "checkpoint": str(zsgnet["run"].paths.model_file),
+                          "val_acc": [h["val_Acc"] for h in zsgnet["run"].history]}}
     atomic_write_bytes(args.out / "demo_result.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
     print(json.dumps(summary))
     return summary
