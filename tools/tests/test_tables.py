@@ -3,7 +3,8 @@ per subproject, each on a tiny toy set with a toy checkpoint written in the form
 subproject's own training script, for the fewest steps it allows), never by make demo itself.
 
 CPU cost (this 2-core AMD EPYC, one thread): difnet, clip4idc and spatial_captioning about 11 s each; dmn (three
-evaluation processes) about 22 s and gin about 19 s, so those two are marked slow (--runslow)."""
+evaluation processes) about 22 s, gin about 19 s and gin's ZSGNet row about 17 s, so those three are marked slow
+(--runslow)."""
 from __future__ import annotations
 
 import ast
@@ -270,6 +271,29 @@ def test_toy_gin(tmp_path):
     for step, split in ((1, "val"), (2, "test")):
         correct, total = re.findall(r"accuracy [0-9.]+ \((\d+)/(\d+)\)", step_log(tmp_path, row["id"], step))[-1]
         assert int(total) > 0  # (a freshly initialised GIN scores 0 here: this checks the path, not the scale)
+        assert figure(row, f"Acc@0.5 {split}") == pytest.approx(100 * int(correct) / int(total), abs=0.01)
+
+
+ZSGNET_SAVE = """
+import sys
+from pathlib import Path
+from demo import ZSGNET_CFG, train_briefly
+toy, tmp = Path(sys.argv[1]), Path(sys.argv[2])
+train_briefly(toy, tmp, cfg_file=ZSGNET_CFG, uid="demo_zsgnet", extra={"epochs": "1", "max_train_batches": "1"})
+"""
+
+
+@pytest.mark.slow
+def test_toy_zsgnet(tmp_path):
+    toy = toy_data(tmp_path, "zsgnet_csv", "gin", 5)
+    # make gin-demo's ZSGNet stage for one batch: main_dist's Run saves it as tmp/models/demo_zsgnet.pth (no GIN
+    # checkpoint beside it, so the row can only have read this one)
+    run_python(["-c", ZSGNET_SAVE, str(toy), str(tmp_path / "demo" / "gin" / "tmp")], ROOT / "gin" / "code")
+    row = run_toy_rows(tmp_path, "zsgnet-referit")["zsgnet-referit"]
+    assert "arch=zsgnet" in step_log(tmp_path, row["id"])
+    for step, split in ((1, "val"), (2, "test")):
+        correct, total = re.findall(r"accuracy [0-9.]+ \((\d+)/(\d+)\)", step_log(tmp_path, row["id"], step))[-1]
+        assert int(total) > 0
         assert figure(row, f"Acc@0.5 {split}") == pytest.approx(100 * int(correct) / int(total), abs=0.01)
 
 
