@@ -169,9 +169,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="training epochs of the ZSGNet baseline's run, after GIN's (same widths, data and lr)")
     parser.add_argument("--lr", type=float, default=DEMO_LR, help="Adam learning rate of the demo's runs")
     parser.add_argument("--seconds", type=float, default=0.0,
-                        help="optional training wall-time cap: no new epoch starts after it (0: none)")
+                        help="optional cap on GIN's training wall time: no new epoch starts after it (0: none)")
     parser.add_argument("--cpu_seconds", type=float, default=0.0,
-                        help="optional training CPU-time cap: no new epoch starts after it (0: none)")
+                        help="optional cap on GIN's training CPU time: no new epoch starts after it (0: none)")
     parser.add_argument("--blank", action="store_true", help="train and test with the expressions blanked")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
