@@ -172,3 +172,91 @@ def test_cli_checks_a_file_another_tool_downloaded(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "1 of another shape" in bad.stderr and (tmp_path / "bad.bin.bad").exists()
+
+
+def test_mirror_maps_every_kind_of_source(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLREPRO_MIRROR", server.url)
+    monkeypatch.setattr(fetch, "ONEDRIVE_API", "https://api.onedrive.com/v1.0")
+    token = base64.urlsafe_b64encode(SHARE_URL.encode()).decode().rstrip("=")
+    server.files.update({"/example.org/a/b.bin": b"plain", "/gdrive/FILEID": b"drive",
+                         f"/api.onedrive.com/v1.0/shares/u!{token}/root/content": b"onedrive"})
+    assert fetch.fetch(tmp_path / "a", ["https://example.org/a/b.bin"])
+    assert fetch.fetch(tmp_path / "b", ["http://example.org/a/b.bin"])
+    assert fetch.fetch(tmp_path / "c", ["gdrive:FILEID"])
+    assert fetch.fetch(tmp_path / "d", [f"onedrive:{SHARE_URL}"])
+    assert [(tmp_path / n).read_bytes() for n in "abcd"] == [b"plain", b"plain", b"drive", b"onedrive"]
+    monkeypatch.delenv("VLREPRO_MIRROR")
+    assert fetch.mirrored("https://example.org/a/b.bin") == "https://example.org/a/b.bin"
+
+
+def test_probe_answers_by_exit_status(server, monkeypatch):
+    monkeypatch.setenv("VLREPRO_MIRROR", server.url)
+    assert fetch.main(["--probe", "https://drive.google.com"]) == 0
+    assert server.heads == ["/drive.google.com"]
+    monkeypatch.setenv("VLREPRO_MIRROR", "http://127.0.0.1:9")  # the discard port: nothing listens
+    assert fetch.main(["--probe", "https://drive.google.com"]) == 1
+
+
+def test_drive_folder_fetches_the_matching_files_each_checked_and_keeps_its_listing(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLREPRO_MIRROR", server.url)
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("w\t2x2\n")
+    right, wrong = io.BytesIO(), io.BytesIO()
+    torch.save({"w": torch.zeros(2, 2)}, right)
+    torch.save({"w": torch.zeros(3, 2)}, wrong)
+    server.files["/gdrive-folder/FOLDER"] = (b'[{"id": "1", "path": "pytorch_model.bin.clevr"}, '
+                                             b'{"id": "2", "path": "sub/pytorch_model.bin.spot"}, '
+                                             b'{"id": "3", "path": "log.txt"}]')
+    server.files.update({"/gdrive/1": right.getvalue(), "/gdrive/2": wrong.getvalue(), "/gdrive/3": b"log"})
+    out = tmp_path / "ckpts"
+    args = ["--out", str(out), "--only", "*pytorch_model.bin*", "--check", f"torch:{manifest}", "gdrive-folder:FOLDER"]
+    assert fetch.main(args) == 1
+    assert (out / "pytorch_model.bin.clevr").exists() and (out / "sub" / "pytorch_model.bin.spot.bad").exists()
+    assert not (out / "log.txt").exists()
+    server.files["/gdrive/2"] = right.getvalue()
+    assert fetch.main(args) == 0
+    assert ("/gdrive/1", None) not in server.requests[-2:] and server.requests[-1] == ("/gdrive/2", None)
+    assert sum(p == "/gdrive-folder/FOLDER" for p, _ in server.requests) == 1  # the listing is kept
+    server.files["/gdrive-folder/ESCAPE"] = b'[{"id": "1", "path": "../outside.bin"}]'
+    assert fetch.main(["--out", str(tmp_path / "x"), "gdrive-folder:ESCAPE"]) == 1
+    assert not (tmp_path / "outside.bin").exists()
+
+
+def test_legacy_checkpoints_are_read_and_their_storages_counted(tmp_path):
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("w\t1000x2000\nbn.num_batches_tracked\tscalar\n")
+    path = tmp_path / "legacy.pth"
+    state = {"w": torch.nn.Parameter(torch.ones(1000, 2000)), "bn.num_batches_tracked": torch.tensor(3)}
+    torch.save({"state_dict": state, "epoch": 4}, path, _use_new_zipfile_serialization=False)  # PyTorch < 1.6
+    fetch.check_torch(path, [str(manifest)])
+    data = path.read_bytes()
+    path.write_bytes(data[:-1000])
+    with pytest.raises(fetch.BadFile, match="its storages need"):
+        fetch.check_torch(path, [str(manifest)])
+
+
+def test_a_checkpoint_check_runs_none_of_the_files_code(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "ran",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(2), "x": Payload()}, path)
+    fetch.check_torch(path, [])
+    assert not (tmp_path / "ran").exists()
+
+
+def test_digest_prefix_json_and_pattern_members(tmp_path):
+    path = tmp_path / "f.json"
+    path.write_text('{"spacy": {}}')
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    fetch.verify(path, None, digest[:8], "json:spacy")
+    with pytest.raises(fetch.BadFile, match="checksum"):
+        fetch.verify(path, None, "0" * 8, None)
+    with pytest.raises(fetch.BadFile, match="JSON lacks models"):
+        fetch.verify(path, None, None, "json:models")
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(zip_bytes({"resized_images/1_2.png": b"png"}))
+    fetch.verify(archive, None, None, "zip:*/1_2.png")
+    with pytest.raises(fetch.BadFile, match="zip lacks"):
+        fetch.verify(archive, None, None, "zip:*/2_2.png")
