@@ -283,6 +283,13 @@ class Opaque:
         pass
 
 
+class PickledDict(dict):
+    """collections.OrderedDict as state_dict() returns it: pickled with a `_metadata` attribute, dropped here."""
+
+    def __setstate__(self, state):
+        pass
+
+
 class StorageType(str):
     """A torch storage class such as `torch.FloatStorage`, by name."""
 
@@ -293,7 +300,7 @@ ELEMENT_SIZE = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "I
                 "QInt32": 4}
 SIZE_ARGUMENT = {"_rebuild_tensor": 2, "_rebuild_tensor_v2": 2, "_rebuild_tensor_v3": 2, "_rebuild_qtensor": 2,
                  "_rebuild_meta_tensor_no_storage": 1}
-SAFE_GLOBALS = {("collections", "OrderedDict"): dict, ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
+SAFE_GLOBALS = {("collections", "OrderedDict"): PickledDict, ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
                 ("builtins", "list"): list, ("builtins", "dict"): dict, ("builtins", "tuple"): tuple,
                 ("torch", "Size"): tuple, ("_codecs", "encode"): lambda text, encoding="latin1": text.encode(encoding)}
 

@@ -18,6 +18,7 @@ import sys
 import tarfile
 import tomllib
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +63,11 @@ def read_shapes(manifest: Path) -> dict[str, tuple[int, ...]]:
 
 
 def fake_checkpoint(manifest: Path | None, wrong_shape: bool = False) -> bytes:
-    """A state dict with every key of the manifest at its shape; each tensor is one element expanded, so the file
-    stays a few KB whatever the shapes."""
+    """A state dict with every key of the manifest at its shape, pickled as Module.state_dict() returns it (an
+    OrderedDict with `_metadata`); each tensor is one element expanded, so the file stays small whatever the shapes."""
     shapes = read_shapes(manifest) if manifest else {"conv1.weight": (64, 3, 7, 7), "fc.bias": (1000,)}
-    state = {k: torch.zeros(()).expand(shape) for k, shape in shapes.items()}
+    state = OrderedDict((k, torch.zeros(()).expand(shape)) for k, shape in shapes.items())
+    state._metadata = OrderedDict({"": {"version": 1}})
     if wrong_shape:
         key = next(k for k, shape in shapes.items() if shape)
         state[key] = torch.zeros(()).expand(shapes[key][0] + 1, *shapes[key][1:])

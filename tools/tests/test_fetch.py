@@ -260,3 +260,12 @@ def test_digest_prefix_json_and_pattern_members(tmp_path):
     fetch.verify(archive, None, None, "zip:*/1_2.png")
     with pytest.raises(fetch.BadFile, match="zip lacks"):
         fetch.verify(archive, None, None, "zip:*/2_2.png")
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_module_state_dict_with_its_metadata_is_read(tmp_path, zip_format):
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("weight\t3\nbias\t3\nrunning_mean\t3\nrunning_var\t3\nnum_batches_tracked\tscalar\n")
+    path = tmp_path / "bn.pth"
+    torch.save(torch.nn.BatchNorm1d(3).state_dict(), path, _use_new_zipfile_serialization=zip_format)
+    fetch.check_torch(path, [str(manifest)])  # state_dict() is an OrderedDict pickled with its _metadata
