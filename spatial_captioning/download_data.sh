@@ -44,7 +44,9 @@ if [ "${SKIP_BU:-0}" != 1 ]; then
   # ~22 GB; public access to this Azure blob has been refused since 2023 (self-critical.pytorch#62, #81):
   # if it fails, get the adaptive 10-100 box features elsewhere and unzip them into bu_data/trainval/.
   mkdir -p bu_data
-  if fetch "$BU" bu_data/trainval.zip zip:trainval; then unzip -n -q bu_data/trainval.zip -d bu_data; fi
+  # the four TSVs scripts/make_bu_data.py reads
+  BU_TSVS=$(printf 'trainval/karpathy_%s_resnet101_faster_rcnn_genome.tsv%s,' test '' val '' train .0 train .1)
+  if fetch "$BU" bu_data/trainval.zip "zip:${BU_TSVS%,}"; then unzip -n -q bu_data/trainval.zip -d bu_data; fi
 fi
 "$PY" "$HERE/../tools/fetch.py" --out imagenet_weights --check torch "gdrive-folder:$RESNET_FOLDER" \
   || echo "warning: resnet101.pth (Google Drive folder https://drive.google.com/drive/folders/$RESNET_FOLDER) not fetched; only needed by prepro_feats.py / eval.py --image_folder"
