@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pickle
+import socket
 import subprocess
 import sys
 import tarfile
@@ -22,12 +23,13 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 120  # seconds per script run; each takes 1-4 s here
-MAX_REQUESTS = 40  # per script run: the most files any one run fetches is 24 (gin's first complete run)
+MAX_REQUESTS = 20  # GETs per script run: the most any run here makes is 15 (gin's second)
 
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:
@@ -126,6 +128,25 @@ def assert_complete(subproject: str, data: Path, env: dict[str, str]) -> None:
     for module in modules:
         subprocess.run([sys.executable, "-c", f"import {module}"], env=env, check=True, timeout=RUN_TIMEOUT)
     assert not list(data.rglob("*.part")), list(data.rglob("*.part"))
+
+
+OFFLINE = {"difnet": ["DEST"], "dmn": ["--path", "DEST"], "gin": ["DEST"], "clip4idc": ["DEST", sys.executable],
+           "spatial_captioning": ["DEST"]}
+
+
+@pytest.mark.parametrize("subproject", sorted(OFFLINE))
+def test_offline_the_script_says_so_in_one_line(subproject, tmp_path):
+    with socket.socket() as s:  # a port that nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    args = [str(tmp_path / "data") if a == "DEST" else a for a in OFFLINE[subproject]]
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env.update(VLREPRO_MIRROR=dead, PY=sys.executable)
+    proc = subprocess.run(["bash", "download_data.sh", *args], cwd=ROOT / subproject, env=env, capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT)
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "no internet" in proc.stderr or "offline" in proc.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], list(tmp_path.rglob("*"))
 
 
 def test_fake_checkpoints_keep_one_element_per_tensor():
@@ -240,7 +261,7 @@ def test_gin(file_server, tmp_path):
                   "s!AmrFUyZ_lDVGfirzOmAE0CA00uo?e=1v2I6F"):
         server.files[onedrive_path(share)] = zip_bytes({"annotations.json": b"[]"})
     env = script_env(server, PIP_TARGET=str(site), PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
-                     PYTHONPATH=str(site))
+                     PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
 
     proc, made = run(server, "gin", [str(data)], env)  # the fake ResNet has not torchvision's digest
     assert_set_aside(proc, data / "weights" / "resnet50-19c8e357.pth.bad")
