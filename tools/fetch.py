@@ -60,12 +60,16 @@ class BadFile(Exception):
     """The downloaded file is not what was asked for."""
 
 
+def mirror_base() -> str | None:
+    """The mirror every download goes to (VLREPRO_MIRROR), or None for each source's own host."""
+    base = os.environ.get("VLREPRO_MIRROR")
+    return base.rstrip("/") if base else None
+
+
 def mirrored(url: str) -> str:
-    """`url` as the mirror named by VLREPRO_MIRROR serves it (`https://host/path` -> `$VLREPRO_MIRROR/host/path`)."""
-    mirror = os.environ.get("VLREPRO_MIRROR")
-    if not mirror:
-        return url
-    return f"{mirror.rstrip('/')}/{url.split('://', 1)[1]}"
+    """`url` as the mirror serves it (`https://host/path` -> `$VLREPRO_MIRROR/host/path`); unchanged without one."""
+    base = mirror_base()
+    return f"{base}/{url.split('://', 1)[1]}" if base else url
 
 
 def onedrive_content_url(share_url: str) -> str:
@@ -130,13 +134,12 @@ def http_download_resuming(url: str, part: Path) -> None:
 
 
 def download(source: str, part: Path) -> None:
-    mirror = os.environ.get("VLREPRO_MIRROR")
     if source.startswith("gdrive:"):
         file_id = source.removeprefix("gdrive:")
-        if not mirror:
+        if not mirror_base():
             gdrive_download(file_id, part)
             return
-        url = f"{mirror.rstrip('/')}/gdrive/{file_id}"
+        url = f"{mirror_base()}/gdrive/{file_id}"
     elif source.startswith("onedrive:"):
         url = mirrored(onedrive_content_url(source.removeprefix("onedrive:")))
     else:
@@ -147,10 +150,8 @@ def download(source: str, part: Path) -> None:
 def gdrive_folder_listing(folder_id: str) -> list[tuple[str, str]]:
     """(file id, path inside the folder) of every file of a Google Drive folder; a mirror serves the listing as JSON
     at `$VLREPRO_MIRROR/gdrive-folder/ID`: `[{"id": ..., "path": ...}, ...]`."""
-    mirror = os.environ.get("VLREPRO_MIRROR")
-    if mirror:
-        url = f"{mirror.rstrip('/')}/gdrive-folder/{folder_id}"
-        with urllib.request.urlopen(url, timeout=60) as response:
+    if mirror_base():
+        with urllib.request.urlopen(f"{mirror_base()}/gdrive-folder/{folder_id}", timeout=60) as response:
             return [(f["id"], f["path"]) for f in json.load(response)]
     gdown = import_gdown()
 
@@ -166,23 +167,27 @@ def fetch_folder(out: Path, folder_id: str, structure: str | None, only: str | N
     and checked as a `gdrive:` file. The listing is kept in `out` so that a rerun asks Drive for nothing."""
     kept = out / f".gdrive-folder-{folder_id}.json"
     try:
-        listing = [tuple(f) for f in json.loads(kept.read_text())] if kept.exists() else gdrive_folder_listing(folder_id)
+        if kept.exists():
+            listing = [tuple(f) for f in json.loads(kept.read_text())]
+        else:
+            listing = gdrive_folder_listing(folder_id)
     except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError) as e:
         print(f"fetch: gdrive-folder:{folder_id}: {e}", file=sys.stderr)
         return False
     if not listing:
         print(f"fetch: gdrive-folder:{folder_id}: the folder lists no files", file=sys.stderr)
         return False
-    out.mkdir(parents=True, exist_ok=True)
-    kept.write_text(json.dumps(listing))
-    chosen = [(file_id, path) for file_id, path in listing if only is None or fnmatch.fnmatchcase(path, only)]
-    if not chosen:
-        print(f"fetch: gdrive-folder:{folder_id}: no file matches {only}", file=sys.stderr)
-        return False
-    outside = [path for _, path in chosen if Path(path).is_absolute() or ".." in Path(path).parts]
+    outside = [path for _, path in listing if Path(path).is_absolute() or ".." in Path(path).parts]
     if outside:
         print(f"fetch: gdrive-folder:{folder_id}: the listing names a path outside the folder ({outside[0]})",
               file=sys.stderr)
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    kept.with_suffix(".tmp").write_text(json.dumps(listing))
+    kept.with_suffix(".tmp").replace(kept)
+    chosen = [(file_id, path) for file_id, path in listing if only is None or fnmatch.fnmatchcase(path, only)]
+    if not chosen:
+        print(f"fetch: gdrive-folder:{folder_id}: no file matches {only}", file=sys.stderr)
         return False
     results = [fetch(out / path, [f"gdrive:{file_id}"], structure=structure) for file_id, path in chosen]
     return all(results)
@@ -300,9 +305,11 @@ ELEMENT_SIZE = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "I
                 "QInt32": 4}
 SIZE_ARGUMENT = {"_rebuild_tensor": 2, "_rebuild_tensor_v2": 2, "_rebuild_tensor_v3": 2, "_rebuild_qtensor": 2,
                  "_rebuild_meta_tensor_no_storage": 1}
-SAFE_GLOBALS = {("collections", "OrderedDict"): PickledDict, ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
-                ("builtins", "list"): list, ("builtins", "dict"): dict, ("builtins", "tuple"): tuple,
-                ("torch", "Size"): tuple, ("_codecs", "encode"): lambda text, encoding="latin1": text.encode(encoding)}
+SAFE_GLOBALS = {("collections", "OrderedDict"): PickledDict, ("builtins", "set"): set,
+                ("builtins", "frozenset"): frozenset, ("builtins", "list"): list, ("builtins", "dict"): dict,
+                ("builtins", "tuple"): tuple, ("torch", "Size"): tuple,
+                ("_codecs", "encode"): lambda text, encoding="latin1": text.encode(encoding)}
+KEEP_FIRST_ARGUMENT = {("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state")}
 
 
 def rebuilt_tensor(size_argument: int) -> Callable[..., TensorShape]:
@@ -326,7 +333,7 @@ class ShapeUnpickler(pickle.Unpickler):
             return SAFE_GLOBALS[module, name]
         if module == "torch._utils" and name in SIZE_ARGUMENT:
             return rebuilt_tensor(SIZE_ARGUMENT[name])
-        if (module, name) in (("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state")):
+        if (module, name) in KEEP_FIRST_ARGUMENT:
             return keep_first_argument
         if (module, name) == ("torch._tensor", "_rebuild_from_type_v2"):
             return lambda func, new_type, args, state: func(*args)
@@ -391,7 +398,8 @@ def read_checkpoint(path: Path) -> object:
         return read_zip_checkpoint(path) if is_zip else read_legacy_checkpoint(path)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
             UnicodeDecodeError, OSError) as e:
-        raise BadFile(f"not a readable torch checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        raise BadFile(f"not a readable torch checkpoint ({type(e).__name__}: {first_line})") from None
 
 
 def state_dict_of(checkpoint) -> dict:
@@ -438,7 +446,8 @@ def verify(path: Path, size: int | None, digest: str | None, structure: str | No
     that is all a data set publishes, an MD5 (32)."""
     if size is not None and path.stat().st_size != size:
         raise BadFile(f"{path.stat().st_size} bytes, expected {size}")
-    if digest is not None and not file_digest(path, "md5" if len(digest) == 32 else "sha256").startswith(digest.lower()):
+    algorithm = "md5" if digest is not None and len(digest) == 32 else "sha256"
+    if digest is not None and not file_digest(path, algorithm).startswith(digest.lower()):
         raise BadFile(f"checksum differs from the published one ({digest})")
     if structure:
         kind, _, args = structure.partition(":")
@@ -486,8 +495,9 @@ def fetch(out: Path, sources: list[str], size: int | None = None, digest: str | 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sources", nargs="*", help="URL, onedrive:SHARE_URL, gdrive:FILE_ID or gdrive-folder:FOLDER_ID, "
-                                                   "tried in turn; none: check the file already at --out")
+    parser.add_argument("sources", nargs="*", help="URL, onedrive:SHARE_URL, gdrive:FILE_ID or "
+                                                   "gdrive-folder:FOLDER_ID, tried in turn; none: check the file "
+                                                   "already at --out")
     parser.add_argument("--out", type=Path, help="where the verified file goes (a folder for gdrive-folder:)")
     parser.add_argument("--size", type=int, help="expected size in bytes")
     parser.add_argument("--digest", help="expected SHA-256 (or its first 8+ digits; or, where only that is published, "

@@ -293,7 +293,8 @@ def onedrive_path(share: str) -> str:
 
 def fake_wheel(name: str, version: str) -> bytes:
     files = {f"{name}/__init__.py": b"",
-             f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+             f"{name}-{version}.dist-info/METADATA":
+                 f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
              f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     record = "".join(f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip('=')},"
                      f"{len(data)}\n" for path, data in files.items())
@@ -304,12 +305,13 @@ def fake_wheel(name: str, version: str) -> bytes:
 def test_clip4idc(file_server, tmp_path):
     server, data = file_server, tmp_path / "clip4idc"
     clip = zip_bytes({"ViT-B-32/data.pkl": b"\x80\x02}q\x00."})
-    server.files["/openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/"
-                 "ViT-B-32.pt"] = clip
+    server.files["/openaipublic.azureedge.net/clip/models/"
+                 "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt"] = clip
     captions = json.dumps({"CLEVR_default_000001.png": ["the cube moved"]}).encode()
     clevr = tar_bytes({"data/splits.json": b'{"train": [0], "val": [], "test": []}',
                        "data/change_captions.json": captions, "data/no_change_captions.json": captions,
-                       "data/images/CLEVR_default_000001.png": b"png", "data/sc_images/CLEVR_semantic_000001.png": b"png",
+                       "data/images/CLEVR_default_000001.png": b"png",
+                       "data/sc_images/CLEVR_semantic_000001.png": b"png",
                        "data/nsc_images/CLEVR_nonsemantic_000001.png": b"png", "data/padding.bin": os.urandom(8000)})
     server.files["/gdrive/1HJ3gWjaUJykEckyb2M0MB4HnrJSihjVe"] = clevr
     server.drop_once.add("/gdrive/1HJ3gWjaUJykEckyb2M0MB4HnrJSihjVe")
