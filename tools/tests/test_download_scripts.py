@@ -107,9 +107,11 @@ def run(server, subproject: str, args: list[str], env: dict[str, str]):
     return proc, made
 
 
-def assert_resumed(made: list[tuple[str, str | None]], path: str, served: bytes) -> None:
+def assert_resumed(made: list[tuple[str, str | None]], path: str, served: bytes, out: Path) -> None:
+    """The first GET of `path` broke half-way, the next asked for the rest, and `out` is the whole file."""
     ranges = [r for p, r in made if p == path]
     assert ranges[:2] == [None, f"bytes={len(served) // 2}-"], ranges
+    assert out.read_bytes() == served
 
 
 def assert_set_aside(proc, bad: Path, sources: int = 1) -> None:
@@ -172,7 +174,7 @@ def test_difnet(file_server, tmp_path):
 
     proc, made = run(server, "difnet", [str(data)], env)
     assert_resumed(made, "/ailb-web.ing.unimore.it/publicfiles/drive/meshed-memory-transformer/annotations.zip",
-                   annotations)
+                   annotations, data / "annotations.zip")
     assert (data / "m2_annotations" / "captions_train2014.json").exists()
     assert_set_aside(proc, data / "segmentations.zip.bad", sources=2)  # both Drive ids serve it
     assert not (data / "segmentations").exists()
@@ -214,7 +216,7 @@ def test_dmn(file_server, tmp_path):
     args = ["--path", str(data)]
 
     proc, made = run(server, "dmn", args, script_env(server))  # the fake COCO zip has not the published MD5
-    assert_resumed(made, referit_url, referit)
+    assert_resumed(made, referit_url, referit, data / "downloads" / "referitdata.tar.gz")
     assert (data / "referit" / "images" / "8756.jpg").exists()
     assert_set_aside(proc, data / "downloads" / "train2014.zip.bad")
     assert "checksum differs" in proc.stderr
@@ -269,7 +271,7 @@ def test_gin(file_server, tmp_path):
 
     env["RESNET50_SHA256_PREFIX"] = hashlib.sha256(resnet).hexdigest()[:8]
     proc, made = run(server, "gin", [str(data)], env)
-    assert_resumed(made, "/gdrive/1oZ5llnA4btD9LSmnSB0GaZtTogskLwCe", csvs)
+    assert_resumed(made, "/gdrive/1oZ5llnA4btD9LSmnSB0GaZtTogskLwCe", csvs, data / "ds_csv_ann.zip")
     assert_set_aside(proc, data / "weights" / "gin_referit.pth.bad")
     assert "1 of another shape" in proc.stderr and "AmrFUyZ_lDVGgQErMsd5oJx-S9x-" in proc.stderr
     assert (site / "en_core_web_md" / "__init__.py").exists()  # pip-installed from the fetched wheel
@@ -337,7 +339,7 @@ def test_clip4idc(file_server, tmp_path):
     env = script_env(server, CLIP_SHA256=hashlib.sha256(clip).hexdigest())
 
     proc, made = run(server, "clip4idc", args, env)
-    assert_resumed(made, "/gdrive/1HJ3gWjaUJykEckyb2M0MB4HnrJSihjVe", clevr)
+    assert_resumed(made, "/gdrive/1HJ3gWjaUJykEckyb2M0MB4HnrJSihjVe", clevr, data / "clevr_change.tar.gz")
     assert (data / "clevr_change" / "data" / "splits.json").exists()
     assert_set_aside(proc, data / "ckpts" / "trained" / "pytorch_model.bin.spot.bad")
     assert "drive/folders/18UfIvwKt0EE14EbogJycMmANpUJtsZbE" in proc.stderr.splitlines()[-1]
@@ -397,7 +399,7 @@ def test_spatial_captioning(file_server, tmp_path):
     server.files[karpathy] = zip_bytes({"dataset_coco.json": json.dumps(dataset).encode()})
     proc, made = run(server, "spatial_captioning", [str(data)], env)
     assert proc.returncode == 0, proc.stderr
-    assert_resumed(made, "/images.cocodataset.org/zips/val2014.zip", val)
+    assert_resumed(made, "/images.cocodataset.org/zips/val2014.zip", val, data / "val2014.zip")
     assert (data / "images" / "train2014" / "COCO_train2014_000000167126.jpg").read_bytes() == fixed_image
     assert_complete("spatial_captioning", data, env)
     assert np.load(data / "cocobu_box_vec" / "1.npy").shape == (1, 144)
