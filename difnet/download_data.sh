@@ -4,9 +4,10 @@
 #   segmentations/    segmentations.zip (UPSNet class maps, 133x7x7 per image, ~83 MB; two Drive ids, tried in turn)
 #   DIFNet_lrp.pth    the released checkpoint (mode difnet_lrp; formerly DIFNet.pth, same Drive id)
 #   vocab.pkl         DIFNet's own vocabulary (10,201 tokens; the weights need its indices)
-#   coco_grid_feats2.hdf5  grid features: Baidu Pan only (manual step, printed below)
+#   coco_grid_feats2.hdf5  grid features: Baidu Pan only (manual step, printed below; exit 2 until it is there)
 # Downloads go through ../tools/fetch.py: resumable, each file checked (zip members, checkpoint keys and shapes against
-# tests/fixtures/difnet.difnet_lrp.state_dict.tsv); a wrong or partial file is set aside as *.bad, never used.
+# tests/fixtures/difnet.difnet_lrp.state_dict.tsv, the grid features' HDF5); a wrong or partial file is set aside as
+# *.bad, never used. VLREPRO_MIRROR sends every download to a mirror (see tools/fetch.py).
 set -euo pipefail
 DEST=${1:-../data/difnet}
 PY=${PY:-python}
@@ -15,7 +16,7 @@ FETCH="$HERE/../tools/fetch.py"
 mkdir -p "$DEST"
 cd "$DEST"
 
-if ! curl -sI --max-time 15 https://drive.google.com >/dev/null 2>&1; then
+if ! "$PY" "$FETCH" --probe https://drive.google.com; then
   echo "difnet-data: no internet connection (drive.google.com unreachable); the real data cannot be fetched here. Use 'make difnet-toy' for the toy set." >&2
   exit 1
 fi
@@ -28,7 +29,7 @@ if [ ! -f m2_annotations/captions_train2014.json ]; then
 fi
 if [ ! -d segmentations/val2014 ]; then
   # 1x6RVn... is the id in the README version our users were given; the README later moved to 1R7GL9...
-  "$PY" "$FETCH" --out segmentations.zip --check zip:segmentations \
+  "$PY" "$FETCH" --out segmentations.zip --check zip:segmentations/val2014 \
     gdrive:1x6RVn01eZKRtoNfZZh4tUSF57N40YxAW gdrive:1R7GL9FTZgc0cpCoJ6UGWNuhvAiDciab7
   unzip -q segmentations.zip
 fi
@@ -39,4 +40,5 @@ if [ ! -f coco_grid_feats2.hdf5 ]; then
   echo "difnet-data: the grid features are on Baidu Pan only: download 'coco_grid_feats' from https://pan.baidu.com/s/1myelTYJE8a1HDZHkoccfIA (code: cvpr) and save it as $(pwd)/coco_grid_feats2.hdf5" >&2
   exit 2
 fi
+"$PY" "$FETCH" --out coco_grid_feats2.hdf5 --check hdf5
 echo "difnet-data: complete in $(pwd)"

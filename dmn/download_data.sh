@@ -9,6 +9,8 @@
 #   PATH/weights/                          dpn92_extra-b040e4a9b.pth and the released dmn_*_weights.pth
 # Every download resumes and is verified (../tools/fetch.py); finished steps are skipped on re-runs.
 # Dead original links are followed by their live mirrors (web.archive.org snapshots, GitHub releases).
+# VLREPRO_MIRROR sends every download to a mirror (see tools/fetch.py); COCO_TRAIN2014_MD5 overrides the published
+# digest for a mirror that serves other bytes (the tests' fake files).
 set -euo pipefail
 
 DATA_PATH="referit_data"
@@ -44,14 +46,14 @@ DPN92_URLS=(
 )
 DMN_WEIGHTS_BASE="http://marr.uniandes.edu.co/weights/dmn/highres"
 
-if ! curl -s --head --max-time 10 http://images.cocodataset.org/ >/dev/null 2>&1; then
+HERE=$(cd "$(dirname "$0")" && pwd)
+if ! "${PY:-python3}" "$HERE/../tools/fetch.py" --probe http://images.cocodataset.org/; then
   echo "dmn-data: no internet connection (cannot reach images.cocodataset.org); connect and re-run 'make dmn-data'" >&2
   exit 1
 fi
 
 # fetch OUT CHECK URL... : resumable, verified download (../tools/fetch.py) trying each URL in turn; a wrong or
 # partial file is set aside as OUT.bad and never unpacked.
-HERE=$(cd "$(dirname "$0")" && pwd)
 fetch() {
   local out="$1" check="$2"; shift 2
   "${PY:-python3}" "$HERE/../tools/fetch.py" --out "$out" ${check:+--check "$check"} "$@"
@@ -62,11 +64,11 @@ DL="$DATA_PATH/downloads"
 
 if [ "$SKIP_REFERIT" = 0 ]; then
   if [ ! -d "$DATA_PATH/referit/images" ]; then
-    fetch "$DL/referitdata.tar.gz" tar "${REFERIT_DATA_URLS[@]}" && tar -xzf "$DL/referitdata.tar.gz" -C "$DATA_PATH/referit" \
+    fetch "$DL/referitdata.tar.gz" tar:images,mask "${REFERIT_DATA_URLS[@]}" && tar -xzf "$DL/referitdata.tar.gz" -C "$DATA_PATH/referit" \
       || echo "WARNING: ReferIt images/masks unavailable (see ronghanghu/text_objseg issue 7 for copies)" >&2
   fi
   if [ ! -f "$DATA_PATH/referit/splits/vocabulary_Gref.txt" ]; then
-    fetch "$DL/referit_splits.tar.bz2" tar "${REFERIT_SPLITS_URLS[@]}" && tar -xjf "$DL/referit_splits.tar.bz2" -C "$DATA_PATH/referit/splits" \
+    fetch "$DL/referit_splits.tar.bz2" tar:vocabulary_Gref.txt "${REFERIT_SPLITS_URLS[@]}" && tar -xjf "$DL/referit_splits.tar.bz2" -C "$DATA_PATH/referit/splits" \
       || echo "WARNING: the DMN splits tarball (vocabularies, ReferIt queries) is unavailable (DMS issue 36)" >&2
   fi
 fi
@@ -74,14 +76,15 @@ fi
 if [ "$SKIP_COCO" = 0 ]; then
   if [ ! -d "$DATA_PATH/other/images/mscoco/images/train2014" ]; then
     # the COCO 2014 train zip's published MD5
-    "${PY:-python3}" "$HERE/../tools/fetch.py" --out "$DL/train2014.zip" --digest 0da8c0bd3d6becc4dcb32757491aca88 \
+    "${PY:-python3}" "$HERE/../tools/fetch.py" --out "$DL/train2014.zip" \
+      --digest "${COCO_TRAIN2014_MD5:-0da8c0bd3d6becc4dcb32757491aca88}" \
       --check zip:train2014 "${COCO_URLS[@]}"
     unzip -q -o "$DL/train2014.zip" -d "$DATA_PATH/other/images/mscoco/images"
   fi
   for name in refcoco refcoco+ refcocog; do
     if [ ! -d "$DATA_PATH/other/$name" ]; then
       enc="${name//+/%2B}"
-      fetch "$DL/$name.zip" "zip:$name" "$REFER_BASE/$name.zip" \
+      fetch "$DL/$name.zip" "zip:$name/instances.json" "$REFER_BASE/$name.zip" \
         "https://web.archive.org/web/20220413011718id_/$REFER_BASE/$enc.zip" "$ARCHIVE/$REFER_BASE/$enc.zip"
       unzip -q -o "$DL/$name.zip" -d "$DATA_PATH/other"
     fi
