@@ -149,6 +149,14 @@ def write_spot(root: Path, pairs: dict[str, list[Pair]], rng: np.random.Generato
     return test_raw
 
 
+def write_spot_gt(gt_dir: Path, test_raw: list[dict]) -> None:
+    """gt/spot_total_change_captions_reformat.json from the raw test entries that ``write_spot`` returns (ids
+    "<img_id>.png", one image entry per raw entry, as CLIP4IDC's gt/eval_utils.py writes it)."""
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    write_json(coco_gt([(f"{e['img_id']}.png", e["sentences"]) for e in test_raw]),
+               gt_dir / "spot_total_change_captions_reformat.json")
+
+
 def write_clevr(root: Path, pairs: dict[str, list[Pair]]) -> tuple[dict, dict]:
     for sub in ("images", "sc_images", "nsc_images"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -185,9 +193,7 @@ def write(out: Path, seed: int = 0, size: int = 1024) -> None:
     test_raw = write_spot(out / "spot-the-diff", pairs, rng)
     change, no_change = write_clevr(out / "clevr_change" / "data", pairs)
     gt_dir = out / "gt"
-    gt_dir.mkdir(parents=True, exist_ok=True)
-    write_json(coco_gt([(f"{e['img_id']}.png", e["sentences"]) for e in test_raw]),
-               gt_dir / "spot_total_change_captions_reformat.json")
+    write_spot_gt(gt_dir, test_raw)
     # RobustChangeCaptioning's merge_gt_files: change captions of every image, then every no-change caption ("_n").
     clevr_entries = [(k.split("_")[-1], v) for k, v in change.items()]
     clevr_entries += [(k.split("_")[-1] + "_n", v) for k, v in no_change.items()]

@@ -318,6 +318,31 @@ def test_toy_clip4idc(tmp_path):
     assert figure(row, "text->pair R@1") == pytest.approx(printed, abs=0.05)  # the log prints one decimal
 
 
+# about 9 s CPU (this 2-core AMD EPYC, one thread), so it runs in the default suite
+def test_toy_clip4idc_spot(tmp_path):
+    # make clip4idc-demo's Spot-the-Diff stage: toydata.idc's Spot layout in runs/demo/clip4idc/toy, and stage 2 with
+    # --datatype spot for one epoch (from scratch here, from its own stage 1 in the demo): spot_caption/
+    toy = tmp_path / "demo" / "clip4idc" / "toy"
+    run_python(["-m", "toydata.idc", "--out", str(toy), "--size", "16"], ROOT)
+    spot = toy / "spot-the-diff"
+    run_python(["main_task_caption.py", "--do_train", "--epochs", "1", "--batch_size", "16", "--data_path", str(spot),
+                "--features_path", str(spot / "images"), "--gt_dir", str(toy / "gt"), "--no_meteor", "--output_dir",
+                str(tmp_path / "demo" / "clip4idc" / "spot_caption"), *CLIP4IDC_TOY_MODEL, "--datatype", "spot"],
+               ROOT / "clip4idc")
+    row = run_toy_rows(tmp_path, "clip4idc-spot-caption")["clip4idc-spot-caption"]
+    log = step_log(tmp_path, row["id"])
+    assert "--datatype spot" in row["commands"][0] and "spot_caption/pytorch_model.bin.0" in row["commands"][0]
+    bleu4 = float(re.findall(r"\[total\] BLEU_1: .*, BLEU_4: ([0-9.]+)", log)[-1])
+    cider = float(re.findall(r"\[total\] METEOR: nan, ROUGE_L: [0-9.]+, CIDEr: ([0-9.]+)", log)[-1])
+    # the log prints four decimals (METEOR nan: --no_meteor from toy_flags)
+    assert figure(row, "BLEU-4") == pytest.approx(100 * bleu4, abs=0.01)
+    assert figure(row, "CIDEr") == pytest.approx(100 * cider, abs=0.01)
+    assert figure(row, "CIDEr") > 0  # so that the scale is checked too (BLEU-4 is 0 after one step)
+    captions = json.loads((tmp_path / "runs" / "toy" / row["id"] / "hyp_ep_eval.json").read_text())
+    test_ids = {f"{e['img_id']}.png" for e in json.loads((spot / "reformat_test.json").read_text())}
+    assert {c["image_id"] for c in captions} == test_ids  # every Spot test pair, named as the Spot ground truth
+
+
 def test_toy_spatial_captioning(tmp_path):
     toy = toy_data(tmp_path, "cocotalk", "spatial_captioning", 12)
     ckpt = tmp_path / "demo" / "spatial_captioning" / "checkpoints" / "scst"
