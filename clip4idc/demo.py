@@ -183,6 +183,15 @@ def run_spot(args: argparse.Namespace, model: list[str]) -> dict:
     }
 
 
+def spot_table_rows(spot: dict) -> list[dict]:
+    """The Spot stage's metrics as rows of the make demo table (tools/demo_table.py's `more_rows`)."""
+    return [{"label": f"Spot-the-Diff {metric}", "metric": f"{metric} (toy Spot test, total)",
+             "before": spot["before"][metric], "after": spot["after"][metric],
+             "baseline": spot["baseline"][metric]["score"],
+             "baseline_name": f'best constant caption, "{spot["baseline"][metric]["caption"]}"',
+             "lower_is_better": False, "cpu_seconds": spot["cpu_seconds"]} for metric in SPOT_METRICS]
+
+
 def pair_images(data: str, image_id: str) -> tuple[Image.Image, Image.Image]:
     number = image_id.removesuffix("_n")
     after = ("nsc_images", "nonsemantic") if image_id.endswith("_n") else ("sc_images", "semantic")
@@ -305,6 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
         "token_ce": {"before": before["token_ce"], "after": after["token_ce"]},
         "stage1_text_to_pair": stage1["test"]["text_to_pair"],
         "spot": spot,
+        "more_rows": spot_table_rows(spot),
         "config": vars(args),
     }
     save_atomic(result, os.path.join(args.out, "demo_result.json"))

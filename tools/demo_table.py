@@ -2,8 +2,9 @@
 
 Contract: every subproject's `make demo` writes OUT/demo_result.json with keys `metric` (str), `before`, `after`,
 `seconds` (wall, floats), `figures` (list of image paths), optionally `cpu_seconds`, and, to be compared with its trivial baseline on the same split,
-`baseline` (float), `baseline_name` (str) and `lower_is_better` (bool). The page embeds every figure as a data URI,
-so it reads offline and can be moved as one file.
+`baseline` (float), `baseline_name` (str) and `lower_is_better` (bool). A demo that trains more than its headline model
+lists the others under `more_rows`: each a dict with `label` and the same keys (`seconds` optional), printed below
+its subproject's row. The page embeds every figure as a data URI, so it reads offline and can be moved as one file.
 """
 from __future__ import annotations
 
@@ -29,8 +30,14 @@ def table_row(name: str, result: dict) -> tuple[str, ...]:
     baseline = result.get("baseline")
     baseline_text = f"{baseline:.4f} ({result.get('baseline_name', '?')})" if baseline is not None else "-"
     return (name, result["metric"], f"{result['before']:.4f}", f"{result['after']:.4f}", baseline_text,
-            beats_baseline(result), f"{result['seconds']:.0f}",
+            beats_baseline(result), f"{result['seconds']:.0f}" if result.get("seconds") is not None else "-",
             f"{result['cpu_seconds']:.0f}" if result.get("cpu_seconds") is not None else "-")
+
+
+def table_rows(name: str, result: dict) -> list[tuple[str, ...]]:
+    """The subproject's headline row, then one row per entry of its `more_rows`."""
+    return [table_row(name, result)] + [table_row(f"{name}: {more['label']}", more)
+                                        for more in result.get("more_rows", [])]
 
 
 def image_tag(path: Path) -> str:
@@ -44,8 +51,8 @@ def image_tag(path: Path) -> str:
 
 def write_index(demo_dir: Path, results: dict[str, dict], missing: list[str]) -> Path:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in table_row(n, r)) + "</tr>"
-                   for n, r in results.items())
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for n, r in results.items() for row in table_rows(n, r))
     sections = []
     for name, result in results.items():
         figures = "".join(image_tag(Path(f) if Path(f).is_absolute() else demo_dir / name / f)
@@ -76,7 +83,7 @@ def main(demo_dir: Path, subprojects: list[str] = SUBPROJECTS) -> int:
             results[name] = json.loads(path.read_text())
         else:
             missing.append(name)
-    rows = [table_row(n, r) for n, r in results.items()]
+    rows = [row for n, r in results.items() for row in table_rows(n, r)]
     widths = [max(len(str(row[i])) for row in [HEADER, *rows]) for i in range(len(HEADER))]
     line = "  ".join("{:<%d}" % w for w in widths)
     print()

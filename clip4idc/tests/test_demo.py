@@ -99,6 +99,9 @@ def test_spot_toy_layout_and_brief_spot_stage(tmp_path):
     assert result["token_ce"]["after"] < result["token_ce"]["before"] - 0.3
     assert result["checkpoint"] == str(out / "spot_caption" / "pytorch_model.bin.1")
     assert set(result["baseline"]) == {"Bleu_4", "CIDEr"}
+    rows = demo.spot_table_rows(result)  # the make demo table's Spot rows (tools/demo_table.py's more_rows)
+    assert [(r["after"], r["baseline"]) for r in rows] == [
+        (result["after"][m], result["baseline"][m]["score"]) for m in ("Bleu_4", "CIDEr")]
 
     # tools/paper_rows.toml's clip4idc-spot-caption command with its toy paths and toy_flags
     evaluated = main_task_caption.main([

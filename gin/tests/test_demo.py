@@ -50,6 +50,8 @@ def test_demo_zsgnet_stage_leaves_a_checkpoint_that_main_dist_loads_with_the_zsg
     acc, _, total = eval_script.evaluate(out / "tmp" / "predictions" / "demo_zsgnet" / "test0_preds.pkl",
                                          small_toy / "csv_dir" / "test.csv")
     assert total == 32 and zsgnet["after"] == acc
+    more = summary["more_rows"][0]  # its row of the make demo table, against GIN's strongest baseline
+    assert (more["before"], more["after"], more["baseline"]) == (zsgnet["before"], acc, summary["baseline"])
     saved = read_checkpoint(checkpoint)
     assert json.loads(saved["cfgtxt"])["arch"] == "zsgnet" and saved["num_epoch"] == 1  # trained, not a fresh model
     # as the zsgnet rows of make tables TOY=1 run it: a strict load, so GIN's keys (AFS, GARAN) would be refused

@@ -24,19 +24,24 @@ def test_table_and_page(tmp_path, capsys):
                  baseline_name="best constant caption", lower_is_better=False)
     write_result(tmp_path / "clip4idc", metric="token cross-entropy", before=3.6, after=0.9, baseline=0.8,
                  baseline_name="always 'no change'", lower_is_better=True, cpu_seconds=30.2)
-    write_result(tmp_path / "gin", metric="acc@0.5", before=0.0, after=0.5)
+    write_result(tmp_path / "gin", metric="acc@0.5", before=0.0, after=0.5,
+                 more_rows=[{"label": "ZSGNet", "metric": "acc@0.5", "before": 0.0, "after": 0.2, "baseline": 0.25,
+                             "baseline_name": "largest object", "lower_is_better": False, "cpu_seconds": 60.0}])
     assert demo_table.main(tmp_path) == 0
     out = capsys.readouterr().out
-    rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0].rstrip(":") in
             demo_table.SUBPROJECTS}
     assert rows["difnet"].split()[-3:] == ["yes", "12", "-"]
     assert rows["clip4idc"].split()[-3:] == ["no", "12", "30"]  # lower is better and 0.9 > 0.8
     assert "no baseline" in rows["gin"]
+    assert rows["gin:"].split()[1:2] + rows["gin:"].split()[-3:] == ["ZSGNet", "no", "-", "60"]
+    assert out.index("gin ") < out.index("gin: ZSGNet")
     assert "no demo result for: dmn, spatial_captioning" in out
     page = (tmp_path / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert "http" not in page  # nothing fetched from the network
     assert "best constant caption" in page and "dmn, spatial_captioning" in page
+    assert "<td>gin: ZSGNet</td>" in page
 
 
 def test_run_demos_keeps_going_when_one_fails(tmp_path, capsys):
