@@ -142,17 +142,23 @@ def spot_scores(summary: dict) -> dict[str, float]:
     return {metric: summary["test"]["total"][metric] for metric in SPOT_METRICS}
 
 
+def train_retrieval(args: argparse.Namespace, common: list[str], output_dir: str,
+                    epochs: int) -> tuple[dict, list[str]]:
+    """Stage 1 for ``epochs``; its result and the flags that start stage 2 from its last checkpoint."""
+    stage1 = main_task_retrieval.main(["--do_train", "--epochs", str(epochs), "--coef_lr", "1",
+                                       "--batch_size", str(args.batch_size), "--output_dir", output_dir] + common)
+    init = ["--init_model", os.path.join(output_dir, f"pytorch_model.bin.{epochs - 1}"),
+            "--gt_dir", os.path.join(args.toy, "gt"), "--no_meteor"]
+    return stage1, init
+
+
 def run_spot(args: argparse.Namespace, model: list[str]) -> dict:
     """Both stages with --datatype spot on <toy>/spot-the-diff; the "spot" block of demo_result.json."""
     cpu_start = time.process_time()
     spot = os.path.join(args.toy, "spot-the-diff")
     common = ["--datatype", "spot", "--data_path", spot, "--features_path", os.path.join(spot, "images")] + model
-    stage1_dir = os.path.join(args.out, "spot_retrieval")
-    stage1 = main_task_retrieval.main(["--do_train", "--epochs", str(args.spot_retrieval_epochs), "--coef_lr", "1",
-                                       "--batch_size", str(args.batch_size), "--output_dir", stage1_dir] + common)
+    stage1, init = train_retrieval(args, common, os.path.join(args.out, "spot_retrieval"), args.spot_retrieval_epochs)
     stage1_cpu = time.process_time() - cpu_start
-    init = ["--init_model", os.path.join(stage1_dir, f"pytorch_model.bin.{args.spot_retrieval_epochs - 1}"),
-            "--gt_dir", os.path.join(args.toy, "gt"), "--no_meteor"]
     before = main_task_caption.main(["--do_eval", "--output_dir", os.path.join(args.out, "spot_caption_before")]
                                     + init + common)
     train_dir = os.path.join(args.out, "spot_caption")
@@ -266,12 +272,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = ["--overwrite", "--lr", str(args.lr), "--seed", str(args.seed), "--image_resolution",
              str(args.image_resolution), "--clip_patch_size", str(args.patch_size)] + SMALL
     common = ["--datatype", "clevr", "--data_path", data, "--features_path", data] + model
-    stage1_dir = os.path.join(args.out, "retrieval")
-    stage1 = main_task_retrieval.main(["--do_train", "--epochs", str(args.retrieval_epochs), "--coef_lr", "1",
-                                       "--batch_size", str(args.batch_size), "--output_dir", stage1_dir] + common)
+    stage1, init = train_retrieval(args, common, os.path.join(args.out, "retrieval"), args.retrieval_epochs)
     stage1_cpu = time.process_time() - cpu_start
-    init = ["--init_model", os.path.join(stage1_dir, f"pytorch_model.bin.{args.retrieval_epochs - 1}"),
-            "--gt_dir", os.path.join(args.toy, "gt"), "--no_meteor"]
     before_dir, after_dir = os.path.join(args.out, "caption_before"), os.path.join(args.out, "caption")
     before = main_task_caption.main(["--do_eval", "--output_dir", before_dir] + init + common)
     # A stage-2 --coef_lr below 1 moves the adapted visual tower slower than the decoder (the original: 1e-3).

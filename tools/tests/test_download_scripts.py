@@ -16,9 +16,7 @@ import pickle
 import socket
 import subprocess
 import sys
-import tarfile
 import tomllib
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -27,27 +25,11 @@ import pytest
 import torch
 from PIL import Image
 
+from archives import tar_bytes, zip_bytes
+
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 120  # seconds per script run; each takes 1-4 s here
 MAX_REQUESTS = 20  # GETs per script run: the most any run here makes is 15 (gin's second)
-
-
-def zip_bytes(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buffer.getvalue()
-
-
-def tar_bytes(members: dict[str, bytes], mode: str = "w:gz") -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode=mode) as t:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def jpeg_bytes() -> bytes:

@@ -6,8 +6,6 @@ import hashlib
 import io
 import subprocess
 import sys
-import tarfile
-import zipfile
 from pathlib import Path
 
 import h5py
@@ -19,6 +17,7 @@ TOOLS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOOLS))
 
 import fetch  # noqa: E402
+from archives import tar_bytes, zip_bytes  # noqa: E402
 
 SHARE_URL = "https://1drv.ms/u/s!AmrFUyZ_lDVGgQErMsd5oJx-S9x-?e=dnjqMK"
 
@@ -29,14 +28,6 @@ def server(file_server, monkeypatch):
     monkeypatch.setenv("VLREPRO_FETCH_BACKOFF", "0")
     monkeypatch.delenv("VLREPRO_MIRROR", raising=False)
     return file_server
-
-
-def zip_bytes(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buffer.getvalue()
 
 
 def test_onedrive_share_url_is_encoded_as_the_api_documents():
@@ -138,13 +129,7 @@ def test_cli_exit_codes_and_one_line(server, tmp_path):
 
 
 def test_tar_members_checksums_and_keys_only(server, tmp_path):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as t:
-        data = b"vocabulary" * 100
-        info = tarfile.TarInfo("splits/vocabulary_Gref.txt")
-        info.size = len(data)
-        t.addfile(info, io.BytesIO(data))
-    archive = buffer.getvalue()
+    archive = tar_bytes({"splits/vocabulary_Gref.txt": b"vocabulary" * 100})
     server.files["/splits.tar.gz"], server.files["/cut.tar.gz"] = archive, archive[: len(archive) // 2]
     assert not fetch.fetch(tmp_path / "a.tar.gz", [f"{server.url}/cut.tar.gz"], structure="tar:splits")
     assert not fetch.fetch(tmp_path / "b.tar.gz", [f"{server.url}/splits.tar.gz"], digest="0" * 32)
